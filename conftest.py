@@ -1,0 +1,5 @@
+"""Root conftest: shared fixtures live in tests/fixtures/, one module per kind of real service."""
+
+pytest_plugins = [
+    "tests.fixtures.s3",
+]

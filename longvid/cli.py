@@ -1,0 +1,58 @@
+"""``longvid <command>``. Each command lives in its own module, which exposes
+``register(subparsers)``: it adds its parser and sets ``func(args) -> int``. Only commands that
+exist are listed here, so ``longvid --help`` shows what works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from longvid import __version__
+from longvid.errors import LongvidError
+
+# name → module that registers it, in the order shown by --help
+COMMANDS: dict[str, str] = {
+    "sample-corpus": "longvid.sample_corpus",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="longvid",
+        description="Build a long-video training corpus from public video datasets, audit it, "
+        "and train a HiCo video LLM on it.",
+    )
+    parser.add_argument("--version", action="version", version=f"longvid {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMANDS.values():
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except LongvidError as exc:
+        print(f"longvid: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("longvid: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
