@@ -95,7 +95,11 @@ def _check_sample(key: str, members: Members) -> list[tuple[str, str, bytes]]:
         data = members[ext]
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"member {key}.{ext} must be bytes, got {type(data).__name__}")
-        ordered.append((ext, member_name(key, ext), bytes(data)))
+        # bytes pass through uncopied; other buffers are copied once so the sample cannot change
+        # between writing and hashing.
+        ordered.append(
+            (ext, member_name(key, ext), data if isinstance(data, bytes) else bytes(data))
+        )
     return ordered
 
 
