@@ -1,0 +1,423 @@
+"""The streaming loader: built corpora (local or s3://) → batches for one rank, with an exact,
+small resume cursor.
+
+    loader = make_loader(stage_cfg, rank, world_size, tokenizer)
+    loader.load_state_dict(ckpt["data"])          # optional: resume
+    for batch in loader:                           # the rest of the current epoch
+        ...train...
+        ckpt["data"] = loader.state_dict()         # counted here, at the consumer
+
+How the rules hold (see ``shared/docs/DESIGN.md``, "Streaming loader rules"):
+
+* The epoch's sample sequence is :func:`~longvid.training.data_plan.plan_epoch` — a pure
+  function of (catalog fingerprint, stage config, seed, epoch). Rank ``r``'s batch ``i`` is a
+  fixed slice of global batch ``i``; every rank has ``steps`` batches.
+* A DataLoader with ``W`` workers asks worker ``i % W`` for its ``i``-th batch, so worker ``w``
+  builds exactly the batches ``start + w, start + w + W, ...``: the batch sequence is the same
+  for every ``W`` (0 = in-process).
+* The cursor counts the batches the consumer took (``step``), never what workers prefetched;
+  ``load_state_dict`` makes the next iteration start at the following batch, with any worker
+  count, and refuses a cursor from another manifest or stage config.
+* A sample that fails to decode is replaced by a deterministic substitute from the same
+  mixture component (:func:`~longvid.training.data_plan.substitute_candidates`) and counted in
+  ``batch["substituted"]`` and the cursor; storage failures stop the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from longvid import storage
+from longvid.errors import LongvidError
+from longvid.training.data_catalog import Catalog, load_catalog
+from longvid.training.data_config import StageData
+from longvid.training.data_decode import FrameDecoder, make_decoder
+from longvid.training.data_plan import (
+    EpochPlan,
+    component_pools,
+    plan_epoch,
+    stable_seed,
+    substitute_candidates,
+)
+from longvid.training.data_sample import LoadedSample, SampleError, load_frames
+from longvid.training.data_text import tokenize_sample
+
+log = logging.getLogger(__name__)
+
+CURSOR_FORMAT = "longvid-loader-cursor/1"
+IGNORE_INDEX = -100
+
+
+class ResumeError(LongvidError):
+    """A cursor that cannot be resumed here (other manifest, stage config, or world size)."""
+
+
+def stage_fingerprint(cfg: StageData) -> str:
+    """Hash of the stage's sequence fields (what a resume must match)."""
+    blob = json.dumps(cfg.sequence_fields(), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _diff(old: Any, new: Any, path: str = "") -> list[str]:
+    """Human-readable differences between two JSON-like values (``a.b: 1 → 2``)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            sub = f"{path}.{k}" if path else str(k)
+            if k not in old:
+                out.append(f"{sub}: (absent) → {new[k]!r}")
+            elif k not in new:
+                out.append(f"{sub}: {old[k]!r} → (absent)")
+            else:
+                out.extend(_diff(old[k], new[k], sub))
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        out = []
+        for i, (a, b) in enumerate(zip(old, new, strict=True)):
+            out.extend(_diff(a, b, f"{path}[{i}]"))
+        return out
+    return [] if old == new else [f"{path}: {old!r} → {new!r}"]
+
+
+class _Normalizer:
+    """uint8 [T, 3, S, S] → float32, ``(x / 255 - mean) / std``."""
+
+    def __init__(self, mean, std):
+        self.scale = (1.0 / (255.0 * torch.tensor(std, dtype=torch.float32))).view(1, 3, 1, 1)
+        self.shift = (torch.tensor(mean, dtype=torch.float32) / torch.tensor(std)).view(1, 3, 1, 1)
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        out = frames.to(torch.float32)
+        out.mul_(self.scale.to(out.device)).sub_(self.shift.to(out.device))
+        return out
+
+
+class StageDataset(IterableDataset):
+    """Batches ``start_step, start_step + 1, ...`` of one rank in one epoch.
+
+    In a DataLoader worker ``w`` of ``W`` it yields only the batches ``≡ start_step + w (mod W)``
+    (see the module docstring). Each item is a whole collated batch (use ``batch_size=None``).
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        cfg: StageData,
+        pools: list[np.ndarray],
+        plan: EpochPlan,
+        rank: int,
+        start_step: int,
+        tokenizer: Any | None,
+    ):
+        self.catalog = catalog
+        self.cfg = cfg
+        self.pools = pools
+        self.plan = plan
+        self.rank = rank
+        self.start_step = start_step
+        self.tokenizer = tokenizer
+        self._decoder: FrameDecoder | None = None
+        self._normalize = _Normalizer(cfg.mean, cfg.std)
+        self._bad: dict[int, str] = {}  # catalog row → why it failed (per process)
+
+    # -- one sample ------------------------------------------------------------------------
+    def decoder(self) -> FrameDecoder:
+        if self._decoder is None:
+            self._decoder = make_decoder(
+                self.cfg.decode_backend, self.cfg.decode_device, self.cfg.decode_threads
+            )
+        return self._decoder
+
+    def load(self, row_idx: int) -> LoadedSample:
+        """One catalog row → a sample, or SampleError."""
+        if row_idx in self._bad:
+            raise SampleError(self._bad[row_idx], "known_bad", "failed before in this worker")
+        row = self.catalog.row(row_idx)
+        try:
+            meta, duration, times, frames = load_frames(row, self.cfg, self.decoder())
+        except SampleError as exc:
+            self._bad[row_idx] = str(exc)
+            raise
+        sample = LoadedSample(
+            key=row["key"],
+            source=row["source"] or "",
+            duration=duration,
+            times=times,
+            frames=frames,
+            conversations=[],
+        )
+        tokenize_sample(sample, meta, row, self.cfg, self.tokenizer)
+        return sample
+
+    def load_or_substitute(self, row_idx: int, component: int) -> tuple[LoadedSample, bool]:
+        """The sample at ``row_idx``, or its first substitute that loads; (sample, replaced)."""
+        try:
+            return self.load(row_idx), False
+        except SampleError as first:
+            key = self.catalog.keys[row_idx]
+            tries = substitute_candidates(
+                self.pools[component], self.cfg, self.plan.epoch, key, self.cfg.max_substitutes + 1
+            )
+            errors = [str(first)]
+            for cand in tries:
+                if cand == row_idx:
+                    continue
+                try:
+                    sample = self.load(cand)
+                except SampleError as exc:
+                    errors.append(str(exc))
+                    continue
+                log.warning("sample %s failed (%s); substituted by %s", key, first, sample.key)
+                return sample, True
+            raise LongvidError(
+                f"sample {key!r} failed to load and none of its {len(tries)} substitutes "
+                f"loaded either: {' | '.join(errors[:4])}"
+            ) from None
+
+    # -- one batch -------------------------------------------------------------------------
+    def batch(self, step: int) -> dict[str, Any]:
+        pos = self.plan.positions(self.rank, step)
+        samples, replaced = [], []
+        for p in pos:
+            row_idx = int(self.plan.rows[p])
+            sample, was_replaced = self.load_or_substitute(row_idx, int(self.plan.components[p]))
+            samples.append(sample)
+            if was_replaced:
+                replaced.append(str(self.catalog.keys[row_idx]))
+        out = collate(samples, self.tokenizer)
+        out["frames"] = [self._normalize(s.frames) for s in samples]
+        out["planned_keys"] = [str(self.catalog.keys[int(self.plan.rows[p])]) for p in pos]
+        out["components"] = [self.cfg.mixture[int(self.plan.components[p])].name for p in pos]
+        out["padded"] = torch.from_numpy(self.plan.padded[pos].copy())
+        out["substituted"] = len(replaced)
+        out["replaced"] = replaced
+        out["epoch"] = self.plan.epoch
+        out["step"] = step
+        return out
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        workers, wid = (info.num_workers, info.id) if info is not None else (1, 0)
+        if info is not None:
+            torch.set_num_threads(1)  # W workers already use the cores
+        for step in range(self.start_step + wid, self.plan.steps, workers):
+            yield self.batch(step)
+
+
+def collate(samples: list[LoadedSample], tokenizer: Any | None) -> dict[str, Any]:
+    """Batch fields other than frames: keys, durations, frame counts/times, padded text."""
+    out: dict[str, Any] = {
+        "keys": [s.key for s in samples],
+        "sources": [s.source for s in samples],
+        "durations": torch.tensor([s.duration for s in samples], dtype=torch.float64),
+        "n_frames": torch.tensor([len(s.times) for s in samples], dtype=torch.int64),
+        "frame_times": [torch.from_numpy(s.times) for s in samples],
+    }
+    if tokenizer is None:
+        return out
+    pad_id = getattr(tokenizer, "pad_token_id", None)
+    pad_id = 0 if pad_id is None else int(pad_id)
+    length = max(len(s.input_ids) for s in samples)
+    ids = torch.full((len(samples), length), pad_id, dtype=torch.int64)
+    labels = torch.full((len(samples), length), IGNORE_INDEX, dtype=torch.int64)
+    mask = torch.zeros((len(samples), length), dtype=torch.int64)
+    for i, s in enumerate(samples):
+        n = len(s.input_ids)
+        ids[i, :n] = s.input_ids
+        labels[i, :n] = s.labels
+        mask[i, :n] = 1
+    out.update(input_ids=ids, labels=labels, attention_mask=mask)
+    return out
+
+
+class StatefulLoader:
+    """Iterates one rank's batches; ``state_dict()`` / ``load_state_dict()`` resume exactly.
+
+    Iterating yields the remaining batches of the current epoch, then moves to the next epoch
+    (so ``for epoch in range(E): for batch in loader:`` walks E epochs). ``len(loader)`` is the
+    number of batches per epoch, the same on every rank.
+    """
+
+    def __init__(
+        self,
+        cfg: StageData,
+        catalog: Catalog,
+        rank: int,
+        world_size: int,
+        tokenizer: Any | None = None,
+    ):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in [0, {world_size})")
+        self.cfg = cfg
+        self.catalog = catalog
+        self.rank = rank
+        self.world_size = world_size
+        self.tokenizer = tokenizer
+        self.pools = component_pools(catalog, cfg)
+        self.epoch = 0
+        self.step = 0
+        self.substituted = 0
+        self._plans: dict[int, EpochPlan] = {}
+        self.plan(0)  # fails early when the stage cannot fill one global batch
+
+    # -- plan ------------------------------------------------------------------------------
+    def plan(self, epoch: int) -> EpochPlan:
+        if epoch not in self._plans:
+            self._plans = {epoch: plan_epoch(self.catalog, self.cfg, epoch, self.world_size,
+                                             self.pools)}
+        return self._plans[epoch]
+
+    def __len__(self) -> int:
+        return self.plan(self.epoch).steps
+
+    def _normalise_position(self) -> None:
+        if self.step >= self.plan(self.epoch).steps:
+            self.epoch += 1
+            self.step = 0
+
+    # -- iteration -------------------------------------------------------------------------
+    def dataset(self) -> StageDataset:
+        """The dataset of the rest of the current epoch (what :meth:`__iter__` loads from)."""
+        self._normalise_position()
+        return StageDataset(
+            self.catalog, self.cfg, self.pools, self.plan(self.epoch), self.rank, self.step,
+            self.tokenizer,
+        )
+
+    def dataloader(self) -> DataLoader:
+        ds = self.dataset()
+        workers = self.cfg.num_workers
+        return DataLoader(
+            ds,
+            batch_size=None,
+            num_workers=workers,
+            prefetch_factor=self.cfg.prefetch_factor if workers > 0 else None,
+            pin_memory=self.cfg.pin_memory,
+            persistent_workers=False,
+            worker_init_fn=_worker_init,
+            # fork shares the catalog with the workers instead of pickling it
+            multiprocessing_context="fork" if workers > 0 else None,
+        )
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        loader = self.dataloader()
+        epoch = self.epoch
+        for batch in loader:
+            if batch["epoch"] != epoch or batch["step"] != self.step:
+                raise LongvidError(
+                    f"loader out of order: expected epoch {epoch} step {self.step}, got "
+                    f"epoch {batch['epoch']} step {batch['step']}"
+                )
+            self.step += 1
+            self.substituted += batch["substituted"]
+            yield batch
+        self._normalise_position()
+
+    # -- cursor ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The resume cursor: small, JSON-able; counts the batches the consumer took."""
+        epoch, step = self.epoch, self.step
+        if step >= self.plan(epoch).steps:
+            epoch, step = epoch + 1, 0
+        plan = self.plan(epoch)
+        names = [c.name for c in self.cfg.mixture]
+        return {
+            "format": CURSOR_FORMAT,
+            "stage": self.cfg.stage,
+            "seed": self.cfg.seed,
+            "epoch": epoch,
+            "step": step,
+            "samples_consumed": step * plan.global_batch,
+            "consumed_per_component": plan.consumed_per_component(step, names),
+            "world_size": self.world_size,
+            "rank": self.rank,
+            "batch_size": self.cfg.batch_size,
+            "substituted": self.substituted,
+            "manifest_fingerprint": self.catalog.fingerprint,
+            "corpus_fingerprints": list(self.catalog.corpus_fingerprints),
+            "stage_fingerprint": stage_fingerprint(self.cfg),
+            "stage_config": self.cfg.sequence_fields(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from a cursor; refuse (ResumeError, saying what changed) when the manifest,
+        the stage config or the batch layout no longer matches."""
+        if not isinstance(state, dict) or state.get("format") != CURSOR_FORMAT:
+            raise ResumeError(f"not a loader cursor (format {state.get('format')!r})"
+                              if isinstance(state, dict) else "not a loader cursor")
+        if state["manifest_fingerprint"] != self.catalog.fingerprint:
+            old = state.get("corpus_fingerprints", [])
+            new = list(self.catalog.corpus_fingerprints)
+            changed = [
+                root for i, root in enumerate(self.catalog.roots)
+                if i >= len(old) or old[i] != new[i]
+            ]
+            raise ResumeError(
+                f"resume refused for stage {self.cfg.stage!r}: the manifest changed "
+                f"(fingerprint {state['manifest_fingerprint'][:12]} → "
+                f"{self.catalog.fingerprint[:12]}; changed corpora: {changed or 'their number'})"
+            )
+        if state["stage_fingerprint"] != stage_fingerprint(self.cfg):
+            changes = _diff(state.get("stage_config", {}), self.cfg.sequence_fields())
+            raise ResumeError(
+                f"resume refused for stage {self.cfg.stage!r}: the stage config changed: "
+                + ("; ".join(changes) or "(fingerprint differs)")
+            )
+        epoch, consumed = int(state["epoch"]), int(state["samples_consumed"])
+        plan = self.plan(epoch)
+        if consumed % plan.global_batch:
+            raise ResumeError(
+                f"resume refused for stage {self.cfg.stage!r}: {consumed} samples consumed "
+                f"(world size {state['world_size']}) is not a whole number of global batches "
+                f"of {plan.global_batch} at world size {self.world_size}"
+            )
+        self.epoch, self.step = epoch, consumed // plan.global_batch
+        self.substituted = int(state.get("substituted", 0))
+
+
+def _worker_init(worker_id: int) -> None:
+    # Rust tokenizers' own thread pool is unsafe after fork and the cores are taken anyway.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+def make_loader(
+    cfg: StageData,
+    rank: int | None = None,
+    world_size: int | None = None,
+    tokenizer: Any | None = None,
+    *,
+    catalog: Catalog | None = None,
+) -> StatefulLoader:
+    """The stage's loader for one rank (``rank``/``world_size`` default to torch.distributed's,
+    else 0/1). ``tokenizer`` None leaves out the text fields. ``catalog`` reuses a loaded one."""
+    if rank is None or world_size is None:
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized():
+            rank = dist.get_rank() if rank is None else rank
+            world_size = dist.get_world_size() if world_size is None else world_size
+        else:
+            rank, world_size = rank or 0, world_size or 1
+    storage.configure(cfg.s3)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    catalog = catalog if catalog is not None else load_catalog(cfg.corpora)
+    return StatefulLoader(cfg, catalog, rank, world_size, tokenizer)
+
+
+__all__ = [
+    "ResumeError",
+    "StageDataset",
+    "StatefulLoader",
+    "collate",
+    "make_loader",
+    "stable_seed",
+    "stage_fingerprint",
+]
