@@ -485,6 +485,22 @@ def test_duplicate_keys_unexpected_samples_and_missing_shards(tmp_path):
     assert [(p.reason, p.shard) for p in missing] == [("missing_shard", "gone.tar")]
 
 
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])
+def test_iter_shard_reads_tars_written_by_other_tools(tmp_path, fmt):
+    long_key = "k" * 150  # needs a pax or GNU long-name record
+    entries = [(f"{long_key}.txt", b"long"), (f"{long_key}.json", b"{}"), ("d/k2.txt", b"sub")]
+    path = tmp_path / "other.tar"
+    with tarfile.open(path, "w", format=fmt) as tf:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    assert list(iter_shard(str(path))) == [
+        (long_key, {"txt": b"long", "json": b"{}"}),
+        ("d/k2", {"txt": b"sub"}),
+    ]
+
+
 def test_verify_corpus_reports_shards_and_rows_that_disagree(tmp_path):
     root = str(tmp_path)
     infos, rows = write_corpus(root, make_samples(12, seed=8), target_bytes=8 * 1024)

@@ -179,7 +179,7 @@ def _header_checksum_ok(header: bytes) -> bool:
     return want == unsigned
 
 
-def _pax_path(data: bytes) -> str | None:
+def _pax_path(data: bytes, uri: str, at: int) -> str | None:
     """The ``path`` record of a pax extended header, if any."""
     pos = 0
     path = None
@@ -187,7 +187,12 @@ def _pax_path(data: bytes) -> str | None:
         space = data.find(b" ", pos)
         if space < 0:
             break
-        length = int(data[pos:space])
+        try:
+            length = int(data[pos:space])
+        except ValueError:
+            raise ShardError(uri, "bad_header", f"malformed pax record at byte {at}") from None
+        if length <= 0:
+            raise ShardError(uri, "bad_header", f"malformed pax record at byte {at}")
         record = data[space + 1 : pos + length - 1]
         keyword, _, value = record.partition(b"=")
         if keyword == b"path":
@@ -219,9 +224,13 @@ def scan_tar(
             )
         if header == bytes(BLOCK):
             second = read_exact(stream, BLOCK)
-            if second != bytes(BLOCK):
+            if len(second) < BLOCK:
                 raise ShardError(
                     uri, "truncated", f"end-of-archive marker at byte {pos} is incomplete"
+                )
+            if second != bytes(BLOCK):
+                raise ShardError(
+                    uri, "bad_header", f"a zero block at byte {pos} is followed by data"
                 )
             return
         name, size = parse_header(header, uri, pos)
@@ -258,7 +267,10 @@ def scan_tar(
         pos = data_offset + padded(size)
         if meta:
             assert data is not None
-            long_name = _pax_path(data) if typeflag == b"x" else data.split(b"\0", 1)[0].decode()
+            if typeflag == b"x":
+                long_name = _pax_path(data, uri, data_offset)
+            else:
+                long_name = data.split(b"\0", 1)[0].decode("utf-8", "replace")
             continue
         if regular:
             if long_name:
