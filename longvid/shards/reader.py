@@ -82,6 +82,8 @@ def read_member(
     if isinstance(row_or_shard, str):
         if key is None or location is None:
             raise ValueError("read_member with a shard url needs key= and location=")
+        if location.ext != ext:
+            raise ValueError(f"location is for member {location.ext!r}, not {ext!r}")
         shard, locs = row_or_shard, [location]
     else:
         shard, key = row_or_shard["shard"], row_or_shard["key"]
