@@ -138,14 +138,15 @@ _KEY_SAFE = re.compile(r"[^A-Za-z0-9_-]")
 def sample_key(source: str, video_id: str, start: float, end: float) -> str:
     """Deterministic shard key for (source, video id, span).
 
-    No dots or slashes (webdataset splits the member name at the first dot), at most 128
-    characters, unique: when the id had to be sanitised or shortened, a hash of the original id
-    is appended so that two ids that sanitise alike stay distinct.
+    No dots or slashes (webdataset splits the member name at the first dot), at most 82
+    characters so that ``KEY.emb.npy`` still fits a plain ustar name field (100 bytes: wids reads
+    only that field), unique: when the id had to be sanitised or shortened, a hash of the
+    original id is appended so that two ids that sanitise alike stay distinct.
     """
     safe = _KEY_SAFE.sub("_", video_id)
-    if safe != video_id or len(safe) > 80:
+    if safe != video_id or len(safe) > 40:
         digest = hashlib.sha1(video_id.encode("utf-8")).hexdigest()[:10]
-        safe = f"{safe[:60]}_{digest}"
+        safe = f"{safe[:30]}_{digest}"
     start_ms = int(round(start * 1000))
     end_ms = int(round(end * 1000))
     return f"{source}_{safe}_{start_ms:09d}_{end_ms:09d}"
