@@ -61,6 +61,12 @@ class ResumeError(LongvidError):
     """A cursor that cannot be resumed here (other manifest, stage config, or world size)."""
 
 
+class LoaderError(LongvidError):
+    """Loading a batch failed for a reason that a substitute cannot fix (a missing or truncated
+    shard, every substitute failing). One-argument constructor: DataLoader workers re-raise it
+    in the training process with its type intact."""
+
+
 def stage_fingerprint(cfg: StageData) -> str:
     """Hash of the stage's sequence fields (what a resume must match)."""
     blob = json.dumps(cfg.sequence_fields(), sort_keys=True).encode()
@@ -167,10 +173,9 @@ class StageDataset(IterableDataset):
             tries = substitute_candidates(
                 self.pools[component], self.cfg, self.plan.epoch, key, self.cfg.max_substitutes + 1
             )
+            tries = [c for c in tries if c != row_idx][: self.cfg.max_substitutes]
             errors = [str(first)]
             for cand in tries:
-                if cand == row_idx:
-                    continue
                 try:
                     sample = self.load(cand)
                 except SampleError as exc:
@@ -178,7 +183,7 @@ class StageDataset(IterableDataset):
                     continue
                 log.warning("sample %s failed (%s); substituted by %s", key, first, sample.key)
                 return sample, True
-            raise LongvidError(
+            raise LoaderError(
                 f"sample {key!r} failed to load and none of its {len(tries)} substitutes "
                 f"loaded either: {' | '.join(errors[:4])}"
             ) from None
@@ -210,7 +215,16 @@ class StageDataset(IterableDataset):
         if info is not None:
             torch.set_num_threads(1)  # W workers already use the cores
         for step in range(self.start_step + wid, self.plan.steps, workers):
-            yield self.batch(step)
+            try:
+                batch = self.batch(step)
+            except LoaderError:
+                raise
+            except LongvidError as exc:  # typed errors with richer constructors → LoaderError
+                raise LoaderError(
+                    f"epoch {self.plan.epoch} step {step} rank {self.rank}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            yield batch
 
 
 def collate(samples: list[LoadedSample], tokenizer: Any | None) -> dict[str, Any]:
@@ -313,7 +327,7 @@ class StatefulLoader:
         epoch = self.epoch
         for batch in loader:
             if batch["epoch"] != epoch or batch["step"] != self.step:
-                raise LongvidError(
+                raise LoaderError(
                     f"loader out of order: expected epoch {epoch} step {self.step}, got "
                     f"epoch {batch['epoch']} step {batch['step']}"
                 )
@@ -406,13 +420,15 @@ def make_loader(
             world_size = dist.get_world_size() if world_size is None else world_size
         else:
             rank, world_size = rank or 0, world_size or 1
-    storage.configure(cfg.s3)
+    if cfg.s3 is not None:
+        storage.configure(cfg.s3)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     catalog = catalog if catalog is not None else load_catalog(cfg.corpora)
     return StatefulLoader(cfg, catalog, rank, world_size, tokenizer)
 
 
 __all__ = [
+    "LoaderError",
     "ResumeError",
     "StageDataset",
     "StatefulLoader",

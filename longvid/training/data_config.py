@@ -109,7 +109,9 @@ class StageData(Section):
     )
     decode_device: str = Field("cpu", description="torchcodec device: cpu or cuda[:N]")
     decode_threads: int = Field(1, ge=0, description="decoder threads per worker (0 = auto)")
-    s3: S3Config = Field(default_factory=S3Config, description="how to reach s3:// corpora")
+    s3: S3Config | None = Field(
+        None, description="how to reach s3:// corpora; None = the process's storage settings"
+    )
 
     @field_validator("t_min", "t_max")
     @classmethod
