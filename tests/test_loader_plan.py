@@ -76,7 +76,9 @@ def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="t_min 128 > t_max 64"):
         StageData(t_min=128, t_max=64)
     with pytest.raises(ValueError, match="unique"):
-        StageData(mixture=[MixtureComponent(name="a", weight=1), MixtureComponent(name="a", weight=2)])
+        StageData(
+            mixture=[MixtureComponent(name="a", weight=1), MixtureComponent(name="a", weight=2)]
+        )
     with pytest.raises(ValueError, match="unknown|extra"):
         StageData(batch_sise=3)
 
@@ -173,8 +175,9 @@ def test_plan_draw_counts_and_tail(catalog, loader_corpus):
     long_rows = full.rows[full.components == 0]
     per_row = np.bincount(long_rows, minlength=len(catalog))[long_rows].tolist()
     assert sorted(set(per_row)) == [2, 3]
-    padded = plan_epoch(catalog, _cfg(loader_corpus.root, num_samples=40, batch_size=3,
-                                      tail="pad"), 0, 2)
+    padded = plan_epoch(
+        catalog, _cfg(loader_corpus.root, num_samples=40, batch_size=3, tail="pad"), 0, 2
+    )
     assert padded.steps == 7 and padded.padded.sum() == 2
     np.testing.assert_array_equal(padded.rows[40:], padded.rows[:2])
 
@@ -200,8 +203,6 @@ def test_ranks_get_equal_steps(catalog, loader_corpus, world, batch, n, tail):
     plan = plan_epoch(catalog, cfg, 0, world)
     steps = n // (world * batch) if tail == "drop" else -(-n // (world * batch))
     assert plan.steps == steps
-    seen = np.concatenate(
-        [plan.positions(r, s) for s in range(plan.steps) for r in range(world)]
-    )
+    seen = np.concatenate([plan.positions(r, s) for s in range(plan.steps) for r in range(world)])
     # every rank's batch is a distinct slice; together they cover the plan exactly once
     np.testing.assert_array_equal(np.sort(seen), np.arange(len(plan.rows)))
