@@ -2,5 +2,6 @@
 
 pytest_plugins = [
     "tests.fixtures.s3",
+    "tests.fixtures.loader_corpus",
     "tests.fixtures.http",
 ]
