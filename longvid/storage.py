@@ -291,10 +291,14 @@ def upload_file(local_path: str | Path, uri: str) -> None:
 
 def download_file(uri: str, local_path: str | Path) -> None:
     """Copy any URI to a local file, atomically (a failed download leaves no partial file)."""
+    _download(uri, Path(local_path), durable=True)
+
+
+def _download(uri: str, dest: Path, durable: bool) -> None:
     scheme = _scheme(uri)
     if scheme == "s3":
         _s3.head(uri)  # typed error before a destination file is created
-    with _local.atomic_writer(Path(local_path)) as out:
+    with _local.atomic_writer(dest, durable=durable) as out:
         if scheme == "s3":
             _s3.download_fileobj(uri, out)
             return
@@ -316,7 +320,7 @@ def local_copy(uri: str) -> Iterator[Path]:
     tmpdir = tempfile.mkdtemp(prefix="longvid-copy-")
     try:
         path = Path(tmpdir) / name
-        download_file(uri, path)
+        _download(uri, path, durable=False)  # a throwaway copy: no fsync
         yield path
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)

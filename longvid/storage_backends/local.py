@@ -59,8 +59,9 @@ def _fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: Path) -> Iterator[BinaryIO]:
-    """A file handle whose content appears at ``path`` only after the block exits cleanly."""
+def atomic_writer(path: Path, durable: bool = True) -> Iterator[BinaryIO]:
+    """A file handle whose content appears at ``path`` only after the block exits cleanly.
+    ``durable`` fsyncs before the rename (skip it only for throwaway files)."""
     with local_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_dir():
@@ -71,10 +72,12 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
         yield fh
         with local_errors(path):
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
             fh.close()
             os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        if durable:
+            _fsync_dir(path.parent)
     finally:
         if not fh.closed:
             fh.close()
