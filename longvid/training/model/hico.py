@@ -136,12 +136,17 @@ class HiCoModel(nn.Module):
             self.encoder.set_grad_checkpointing(enabled)
         else:
             self.encoder.grad_checkpointing = enabled
+        # transformers 5 renamed gradient_checkpointing_* to activation_checkpointing_*
+        prefix = (
+            "activation_checkpointing"
+            if hasattr(self.llm, "activation_checkpointing_enable")
+            else "gradient_checkpointing"
+        )
         if enabled:
-            self.llm.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
+            # the checkpoint kwargs are the first parameter under both names
+            getattr(self.llm, f"{prefix}_enable")({"use_reentrant": False})
         elif getattr(self, "_llm_checkpointing", False):
-            self.llm.gradient_checkpointing_disable()
+            getattr(self.llm, f"{prefix}_disable")()
         self._llm_checkpointing = enabled
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
