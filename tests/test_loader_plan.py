@@ -206,3 +206,18 @@ def test_ranks_get_equal_steps(catalog, loader_corpus, world, batch, n, tail):
     seen = np.concatenate([plan.positions(r, s) for s in range(plan.steps) for r in range(world)])
     # every rank's batch is a distinct slice; together they cover the plan exactly once
     np.testing.assert_array_equal(np.sort(seen), np.arange(len(plan.rows)))
+
+
+def test_example_stage_config_loads_and_comments_every_key():
+    from pathlib import Path
+
+    from longvid.config import load_config
+
+    path = Path(__file__).resolve().parents[1] / "conf" / "train" / "loader_stage3.yaml"
+    cfg = load_config(path, StageData, ["corpora=[/data/a, s3://b/c]"])
+    assert cfg.corpora == ["/data/a", "s3://b/c"]
+    assert [c.name for c in cfg.mixture] == ["image_like", "short", "long"]
+    assert (cfg.t_min, cfg.t_max, cfg.resolution) == (64, 512, 224)
+    top = [line for line in path.read_text().splitlines() if line and line[0].isalpha()]
+    assert {line.split(":")[0] for line in top} == set(StageData.model_fields)
+    assert all("#" in line for line in top)
