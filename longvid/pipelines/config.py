@@ -1,0 +1,294 @@
+"""Build config: what ``longvid build`` reads (``conf/build/*.yaml`` + dotted overrides).
+
+Only the *content* sections (units, detect, segment, encode, shards, stages, seed) decide what the
+samples contain; :func:`content_hash` covers exactly those, so moving a build to a cluster, or
+changing its parallelism, neither changes sample bytes nor blocks a resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from longvid.config import RayConfig, S3Config, Section
+from longvid.errors import ConfigError
+from longvid.ingest.config import SourceConfig
+from longvid.media.cut import EncodeProfile
+
+Bucket = Literal["short", "long"]
+
+
+class OutputConfig(Section):
+    root: str = Field("build-out", description="output root: local directory or s3://bucket/prefix")
+
+
+class BuildRayConfig(RayConfig):
+    """Where Ray runs and how much each stage asks for."""
+
+    process_num_cpus: float = Field(
+        1.0, gt=0, description="CPUs per unit task (probe, decode, detect, segment, cut, write)"
+    )
+    process_num_gpus: float | None = Field(
+        None,
+        ge=0,
+        description="GPUs per unit task; null = 0.25 when the detector is transnetv2 and the "
+        "cluster has GPUs, else 0",
+    )
+    concurrency: int | None = Field(
+        None, ge=1, description="max unit tasks at once; null = as many as the CPUs allow"
+    )
+    model_num_gpus: float = Field(
+        0.25, ge=0, description="GPUs per actor of the model-stage pool (annotate stages)"
+    )
+    model_concurrency: int = Field(1, ge=1, description="actors in the model-stage pool")
+    storage_retries: int = Field(
+        2,
+        ge=0,
+        description="redo a unit this many times after a storage error (dead workers "
+        "and nodes are retried by Ray Data itself, without limit)",
+    )
+    include_dashboard: bool = Field(False, description="start the Ray dashboard (local Ray only)")
+
+
+class UnitsConfig(Section):
+    """How manifest records are packed into work units (one unit = one commit in the ledger)."""
+
+    videos_per_unit: int = Field(4, ge=1, description="records per unit, at most")
+    max_unit_seconds: float | None = Field(
+        3600.0,
+        gt=0,
+        description="declared video seconds per unit, at most (a longer video is a unit alone); "
+        "null = no limit",
+    )
+
+
+class DetectConfig(Section):
+    """The one decode pass: shot detection plus cheap per-frame scores, at low resolution."""
+
+    detector: Literal["content", "adaptive", "transnetv2", "none"] = Field(
+        "content",
+        description="content/adaptive = PySceneDetect detectors fed our frames (CPU); "
+        "transnetv2 = neural detector (GPU when present); none = no shots (stride fallback)",
+    )
+    width: int = Field(64, ge=16, description="detection frame width (transnetv2 uses 48)")
+    height: int = Field(36, ge=9, description="detection frame height (transnetv2 uses 27)")
+    threshold: float = Field(27.0, gt=0, description="content detector score threshold")
+    adaptive_threshold: float = Field(3.0, gt=0, description="adaptive detector ratio threshold")
+    transnet_threshold: float = Field(
+        0.5, gt=0, lt=1, description="transnetv2 cut probability threshold"
+    )
+    min_shot_s: float = Field(0.6, ge=0, description="shots shorter than this merge into the next")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="transnetv2 device: auto = cuda when available"
+    )
+    black_luma: float = Field(
+        16.0, ge=0, description="a frame whose mean luma is below this counts as black"
+    )
+    keep_frames: int = Field(
+        8, ge=0, description="frames kept per video from the same pass for later model stages"
+    )
+    keep_side: int = Field(224, ge=16, description="short side of the kept frames")
+    decode_threads: int = Field(
+        0, ge=0, description="decoder threads per video (0 = the CPUs a unit task asks for)"
+    )
+    max_decode_errors: int = Field(
+        0, ge=0, description="packets that may fail to decode before the video is rejected"
+    )
+    max_missing_frames: int = Field(
+        0, ge=0, description="frames the probe counted but the decoder did not deliver, at most"
+    )
+
+
+class SegmentPolicy(Section):
+    """How one source's videos become samples."""
+
+    mode: Literal["source_spans", "shots", "whole"] = Field(
+        "shots",
+        description="source_spans: the release's clips (joined into long samples when "
+        "contiguous); shots: short clips at shot boundaries + long chunks; whole: the video",
+    )
+    short: bool = Field(True, description="emit short clips")
+    long: bool = Field(True, description="emit long samples")
+    short_min_s: float = Field(2.0, gt=0, description="shortest short clip")
+    short_max_s: float = Field(60.0, gt=0, description="longest short clip")
+    long_min_s: float = Field(60.0, gt=0, description="shortest long sample")
+    long_max_s: float = Field(3600.0, gt=0, description="longest long sample (longer → chunks)")
+    stride_s: float = Field(
+        20.0,
+        gt=0,
+        description="fixed-stride fallback: a shot longer than short_max_s is split "
+        "into pieces of about this length",
+    )
+    min_join: int = Field(
+        4,
+        ge=2,
+        description="source_spans: at least this many contiguous clips join into a long sample",
+    )
+    join_gap_s: float = Field(
+        0.5, ge=0, description="source_spans: clips whose gap is at most this are contiguous"
+    )
+    snap_s: float = Field(
+        10.0, ge=0, description="long chunks: move an even split point to a shot boundary this near"
+    )
+    out_of_range: Literal["reject", "clip"] = Field(
+        "reject", description="a span past the measured end: reject it, or clip it to the end"
+    )
+    end_tolerance_s: float = Field(
+        0.25, ge=0, description="a span ending at most this far past the end is clipped silently"
+    )
+    fallback: Literal["shots", "whole"] = Field(
+        "shots", description="source_spans mode, record without spans: segment this way instead"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SegmentPolicy:
+        if self.short_min_s > self.short_max_s:
+            raise ValueError("short_min_s must be <= short_max_s")
+        if self.long_min_s > self.long_max_s:
+            raise ValueError("long_min_s must be <= long_max_s")
+        return self
+
+
+def _default_policies() -> dict[str, SegmentPolicy]:
+    return {
+        "ego4d": SegmentPolicy(mode="shots"),
+        "howto100m": SegmentPolicy(mode="shots"),
+        "hdvila": SegmentPolicy(mode="source_spans"),
+        "miradata": SegmentPolicy(mode="source_spans"),
+        "webvid": SegmentPolicy(mode="whole", long=False),
+        "generic": SegmentPolicy(mode="shots"),
+    }
+
+
+class SegmentConfig(Section):
+    default: SegmentPolicy = Field(
+        default_factory=SegmentPolicy, description="policy for a source not listed under sources"
+    )
+    sources: dict[str, SegmentPolicy] = Field(
+        default_factory=_default_policies, description="per-source policy, by source name"
+    )
+
+    def policy(self, source: str) -> SegmentPolicy:
+        return self.sources.get(source, self.default)
+
+
+class CutProfile(EncodeProfile):
+    """How a bucket's samples are cut. normalize=false lets a span that starts on a keyframe be
+    stream-copied; everything else is re-encoded with the EncodeProfile fields."""
+
+    normalize: bool = Field(False, description="always re-encode (false: copy when possible)")
+    snap_keyframe_s: float = Field(
+        0.0,
+        ge=0,
+        description="copy mode: move a clip's start forward to a keyframe at most this far ahead "
+        "so that it can be stream-copied (0 = spans stay exact)",
+    )
+
+    def encode_profile(self) -> EncodeProfile:
+        return EncodeProfile(**{k: getattr(self, k) for k in EncodeProfile.model_fields})
+
+
+# Fixed codec and encoder threads: x264's output depends on its thread count, and "auto" would
+# pick NVENC on GPU nodes only, so either would make sample bytes depend on the node.
+_SHORT = dict(codec="libx264", threads=2, audio=True, max_short_side=360, fps_cap=30.0, gop=15)
+_LONG = dict(codec="libx264", threads=2, audio=True, max_short_side=240, fps_cap=8.0, gop=16)
+
+
+class EncodeConfig(Section):
+    short: CutProfile = Field(
+        default_factory=lambda: CutProfile(**_SHORT), description="profile of short clips"
+    )
+    long: CutProfile = Field(
+        default_factory=lambda: CutProfile(**_LONG),
+        description="profile of long samples (lower fps and size)",
+    )
+
+    def profile(self, bucket: str) -> CutProfile:
+        return self.long if bucket == "long" else self.short
+
+
+class CaptionConfig(Section):
+    """Which text becomes the sample's main caption (``KEY.txt``)."""
+
+    prefer_origins: list[str] = Field(
+        ["dense_caption", "short_caption", "name", "clip_text"],
+        description="whole-sample captions from these fields win, in this order",
+    )
+    max_chars: int = Field(
+        2000, ge=16, description="a caption joined from ASR/narrations is cut here"
+    )
+
+
+class ShardsConfig(Section):
+    target_mb: float = Field(256.0, gt=0, description="a shard rolls over past this size")
+
+
+class BuildConfig(Section):
+    """``longvid build``: manifest (or sources to ingest first) → shards, index, tables, summary."""
+
+    manifest: str | None = Field(
+        None, description="ingest output (folder with manifest.parquet, or the file itself)"
+    )
+    sources: list[SourceConfig] | None = Field(
+        None, description="sources to ingest into <output.root>/ingest first (instead of manifest)"
+    )
+    sources_root: str | None = Field(
+        None, description="relative source roots are taken under this folder or s3:// prefix"
+    )
+    output: OutputConfig = Field(
+        default_factory=OutputConfig, description="where the build is written"
+    )
+    ray: BuildRayConfig = Field(
+        default_factory=BuildRayConfig, description="Ray cluster and resources"
+    )
+    s3: S3Config = Field(default_factory=S3Config, description="S3 access for inputs and outputs")
+    units: UnitsConfig = Field(default_factory=UnitsConfig, description="work units")
+    detect: DetectConfig = Field(
+        default_factory=DetectConfig, description="decode pass and shot detection"
+    )
+    segment: SegmentConfig = Field(
+        default_factory=SegmentConfig, description="segmentation policy per source"
+    )
+    encode: EncodeConfig = Field(
+        default_factory=EncodeConfig, description="cut profiles per bucket"
+    )
+    caption: CaptionConfig = Field(default_factory=CaptionConfig, description="main caption")
+    shards: ShardsConfig = Field(default_factory=ShardsConfig, description="WebDataset shards")
+    stages: list[str] = Field(
+        ["probe", "scan", "segment", "cut"],
+        description="per-video stages in order (names from longvid.pipelines.stages.STAGES)",
+    )
+    seed: int = Field(0, description="seed for every random choice (frame sampling)")
+    work_dir: str | None = Field(
+        None, description="scratch folder for tasks (null = the system temp dir)"
+    )
+    progress: bool = Field(True, description="print a progress line per finished unit")
+
+    @model_validator(mode="after")
+    def _one_input(self) -> BuildConfig:
+        if (self.manifest is None) == (self.sources is None):
+            raise ValueError("give exactly one of manifest (an ingest output) or sources")
+        return self
+
+
+CONTENT_SECTIONS = ("units", "detect", "segment", "encode", "caption", "shards", "stages", "seed")
+
+
+def content_hash(cfg: BuildConfig) -> str:
+    """Hash of what decides sample contents (not where or how fast the build runs)."""
+    data = cfg.model_dump(mode="json")
+    blob = json.dumps({k: data[k] for k in CONTENT_SECTIONS}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def require(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def as_dict(cfg: BuildConfig) -> dict[str, Any]:
+    """JSON-safe dump for shipping the config into Ray tasks."""
+    return cfg.model_dump(mode="json")

@@ -1,0 +1,78 @@
+"""The build's input: an ingest output (manifest + rejects), or sources ingested first."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from longvid import storage
+from longvid.errors import ConfigError, NotFoundError
+from longvid.ingest.runner import MANIFEST_NAME, REJECTS_NAME, SUMMARY_NAME, run_ingest
+from longvid.pipelines.config import BuildConfig
+from longvid.shards import read_table
+
+
+@dataclass
+class BuildInput:
+    manifest_uri: str
+    rejects_uri: str | None
+    records: list[dict[str, Any]]
+    fingerprint: str
+
+
+def manifest_fingerprint(records: list[dict[str, Any]]) -> str:
+    """Hash of the manifest's content (row order does not matter; re-ingesting the same
+    release gives the same fingerprint)."""
+    h = hashlib.sha256()
+    for rec in sorted(records, key=lambda r: r["record_id"]):
+        h.update(json.dumps(rec, sort_keys=True, ensure_ascii=False, default=str).encode())
+        h.update(b"\n")
+    return h.hexdigest()[:16]
+
+
+def _resolve_sources(cfg: BuildConfig) -> list[Any]:
+    out = []
+    for src in cfg.sources or []:
+        root = src.root
+        if cfg.sources_root and not storage.is_remote(root) and not root.startswith("/"):
+            root = storage.join(cfg.sources_root, root)
+        out.append(src.model_copy(update={"root": root}))
+    return out
+
+
+def ingest_first(cfg: BuildConfig, restart: bool) -> str:
+    """Ingest ``cfg.sources`` into ``<output.root>/ingest`` (kept for a resume: an ingest that
+    finished — its summary is written last — is not redone unless ``restart``)."""
+    from longvid.ingest.config import IngestConfig
+
+    out = storage.join(cfg.output.root, "ingest")
+    if not restart and storage.exists(storage.join(out, SUMMARY_NAME)):
+        return out
+    run_ingest(IngestConfig(sources=_resolve_sources(cfg), out=out, progress=cfg.progress))
+    return out
+
+
+def load_input(cfg: BuildConfig, restart: bool = False) -> BuildInput:
+    src = cfg.manifest if cfg.manifest is not None else ingest_first(cfg, restart)
+    if src.endswith(".parquet"):
+        manifest = src
+        rejects = (
+            manifest[: -len(MANIFEST_NAME)] + REJECTS_NAME
+            if src.endswith("/" + MANIFEST_NAME) or src == MANIFEST_NAME
+            else None
+        )
+    else:
+        manifest = storage.join(src, MANIFEST_NAME)
+        rejects = storage.join(src, REJECTS_NAME)
+    try:
+        records = read_table(manifest).to_pylist()
+    except NotFoundError:
+        raise ConfigError(
+            f"{manifest}: no manifest there (run `longvid ingest` first, or give "
+            "sources in the build config)"
+        ) from None
+    if rejects is not None and not storage.exists(rejects):
+        rejects = None
+    return BuildInput(manifest, rejects, records, manifest_fingerprint(records))

@@ -1,0 +1,109 @@
+"""Scan: the one decode pass. Every frame is decoded once and shrunk at decode time; the small
+frame feeds the shot detector and the cheap per-frame scores (luma, motion), and a few frames
+spread over the video are also kept at a larger size for later model stages — from the same
+decoded picture, so no stage decodes the video again."""
+
+from __future__ import annotations
+
+import av.error
+import numpy as np
+
+from longvid.annotate.shots import detection_size, make_detector
+from longvid.errors import MediaError
+from longvid.media.container import Clock, ffmpeg_reason, open_video
+from longvid.media.decode import RGBConverter, output_size
+from longvid.pipelines.stages.base import Stage
+from longvid.pipelines.work import VideoWork
+
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def decoded_frames(container, stream, name: str, threads: int, errors: list[int]):
+    """Yield ``(time, av.VideoFrame)`` of every frame; a packet that fails to decode is counted
+    in ``errors[0]`` and skipped, a demuxer failure ends the pass (also counted)."""
+    clock = Clock(stream)
+    stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = threads
+    codec = stream.codec_context
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            break
+        except av.error.FFmpegError:
+            errors[0] += 1
+            break
+        try:
+            frames = codec.decode(packet)
+        except av.error.FFmpegError:
+            errors[0] += 1
+            continue
+        for frame in frames:
+            if frame.pts is None:
+                raise MediaError(name, "decode_failed", "a decoded frame has no timestamp")
+            yield clock.seconds(frame.pts), frame
+
+
+def keep_targets(duration: float, k: int) -> list[float]:
+    """Times of the frames kept for model stages: the centres of ``k`` equal parts."""
+    return [(i + 0.5) * duration / k for i in range(k)]
+
+
+class Scan(Stage):
+    name = "scan"
+
+    def __call__(self, work: VideoWork) -> VideoWork:
+        cfg = self.cfg.detect
+        p = work.probe
+        detector = make_detector(cfg, p.fps)
+        small = RGBConverter(size=detection_size(cfg))
+        kw, kh = _keep_size(p.width, p.height, cfg.keep_side)
+        big = RGBConverter(size=(kw, kh))
+        targets = keep_targets(p.duration, cfg.keep_frames)
+        threads = cfg.decode_threads or max(1, round(self.cfg.ray.process_num_cpus))
+        times: list[float] = []
+        lumas: list[float] = []
+        motion: list[float] = []
+        prev: np.ndarray | None = None
+        errors = [0]
+        with open_video(work.path) as (container, stream, name):
+            try:
+                for t, frame in decoded_frames(container, stream, name, threads, errors):
+                    img = small(frame)
+                    gray = img.astype(np.float32) @ LUMA  # (h, w)
+                    times.append(t)
+                    lumas.append(float(gray.mean()))
+                    motion.append(0.0 if prev is None else float(np.abs(gray - prev).mean()))
+                    prev = gray
+                    if detector is not None:
+                        detector.push(img)
+                    if targets and t >= targets[0] - 1e-6:
+                        work.kept_frames.append((t, big(frame)))
+                        while targets and t >= targets[0] - 1e-6:
+                            targets.pop(0)
+            except av.error.FFmpegError as exc:
+                raise MediaError(name, "decode_failed", ffmpeg_reason(exc)) from None
+        missing = p.num_frames - len(times)
+        if errors[0] > cfg.max_decode_errors or missing > cfg.max_missing_frames:
+            raise MediaError(
+                work.uri,
+                "decode_failed",
+                f"{errors[0]} packet(s) failed to decode, {len(times)} of {p.num_frames} "
+                "frames decoded (corrupt data in the stream)",
+            )
+        # decoders deliver frames in presentation order, so index i is the i-th frame shown
+        work.frame_times = np.asarray(times, dtype=np.float64)
+        work.luma = np.asarray(lumas, dtype=np.float32)
+        work.motion = np.asarray(motion, dtype=np.float32)
+        if detector is not None:
+            work.cuts = [float(work.frame_times[i]) for i in detector.finish()]
+        work.notes["decode_errors"] = errors[0]
+        return work
+
+
+def _keep_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """Scale so the short side is ``short_side`` (never enlarge); even sizes."""
+    scale = min(1.0, short_side / max(1, min(width, height)))
+    w, h = output_size(width, height, (max(2, round(width * scale)), max(2, round(height * scale))))
+    return w - w % 2 or 2, h - h % 2 or 2

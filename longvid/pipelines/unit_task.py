@@ -1,0 +1,167 @@
+"""What one Ray task does with one work unit: run the stages over its videos, then write its
+shards and, last, its ledger entry (the commit). Retrying it is safe: the same unit gives the
+same shards under the same names, and a unit already committed is not written again."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from longvid import storage
+from longvid.errors import LongvidError
+from longvid.pipelines import ledger
+from longvid.pipelines.config import BuildConfig
+from longvid.pipelines.lineage import tool_versions
+from longvid.pipelines.stages import run_stages, stage_class
+from longvid.pipelines.stages.base import Stage, reason_of
+from longvid.pipelines.work import StageContext, VideoWork
+from longvid.shards import ShardSequenceWriter
+
+log = logging.getLogger(__name__)
+
+
+def make_context(cfg: BuildConfig, content_hash: str, work_dir: Path) -> StageContext:
+    return StageContext(
+        cfg=cfg, content_hash=content_hash, work_dir=work_dir, tools=tool_versions()
+    )
+
+
+def build_stages(ctx: StageContext, kind: str) -> list[Stage]:
+    return [stage_class(n)(ctx) for n in ctx.cfg.stages if stage_class(n).kind == kind]
+
+
+def process_records(records: list[dict[str, Any]], ctx: StageContext) -> list[VideoWork]:
+    """Run the cpu stages over every record of a unit (each record on its own: a failure is a
+    reject of that record only)."""
+    stages = build_stages(ctx, "cpu")
+    works = []
+    for rec in records:
+        work = VideoWork(record=rec, ctx=ctx)
+        started = time.perf_counter()
+        try:
+            with storage.local_copy(work.uri) as path:
+                work.path = path
+                work.timings["fetch"] = time.perf_counter() - started
+                run_stages(work, stages)
+        except LongvidError as exc:  # the file could not be fetched at all
+            work.fail("probe", reason_of(exc), str(exc))
+        work.path = None
+        if not work.failed and not work.outputs:
+            work.fail("cut", "no_samples", f"{work.uri}: no sample was produced")
+        works.append(work)
+    return works
+
+
+def _input_records(rec: dict[str, Any]) -> int:
+    try:
+        return int(json.loads(rec.get("raw") or "{}").get("input_records", 1))
+    except (ValueError, TypeError, AttributeError):
+        return 1
+
+
+def unit_stats(works: list[VideoWork], wall: float) -> dict[str, Any]:
+    by_source: dict[str, Counter] = defaultdict(Counter)
+    stage_seconds: Counter = Counter()
+    reasons: Counter = Counter()
+    for w in works:
+        c = by_source[w.source]
+        c["records"] += 1
+        c["input_records"] += _input_records(w.record)
+        c["accepted" if not w.failed else "rejected"] += 1
+        c["samples"] += len(w.outputs)
+        c["sample_rejects"] += sum(1 for r in w.rejects if "#" in r.locator)
+        for o in w.outputs:
+            c[f"samples_{o.row['bucket']}"] += 1
+            c[f"cut_{o.row['extra']['cut_mode']}"] += 1
+            c["sample_seconds"] += float(o.row["duration"] or 0.0)
+        if w.probe is not None:
+            c["source_seconds"] += float(w.probe.duration)
+            mismatch = w.notes.get("declared", {}).get("mismatch", [])
+            for field in mismatch:
+                c[f"declared_{field}_mismatch"] += 1
+        for r in w.rejects:
+            reasons[f"{r.stage}:{r.reason}"] += 1
+        stage_seconds.update(w.timings)
+    return {
+        "by_source": {s: dict(sorted(c.items())) for s, c in sorted(by_source.items())},
+        "stage_seconds": {k: round(v, 4) for k, v in sorted(stage_seconds.items())},
+        "reject_reasons": dict(sorted(reasons.items())),
+        "wall_seconds": round(wall, 4),
+    }
+
+
+def write_unit(
+    root: str,
+    unit_id: str,
+    record_ids: list[str],
+    works: list[VideoWork],
+    cfg: BuildConfig,
+    wall: float,
+) -> ledger.LedgerEntry:
+    """Publish the unit's shards (samples sorted by key), then its ledger entry."""
+    outputs = sorted((o for w in works for o in w.outputs), key=lambda o: o.key)
+    rows = []
+    target = int(cfg.shards.target_mb * 1024 * 1024)
+    with ShardSequenceWriter(
+        root, prefix=unit_id, subdir=ledger.SHARDS_DIR, target_bytes=target
+    ) as writer:
+        for out in outputs:
+            placed = writer.add(out.key, out.members)
+            rows.append(
+                {**out.row, "shard": placed.shard, "members": [m.as_dict() for m in placed.members]}
+            )
+    shards = [s.as_dict() for s in writer.shards]
+    rejects = [r.as_row() for w in works for r in w.rejects]
+    entry = ledger.LedgerEntry(
+        unit_id=unit_id,
+        record_ids=record_ids,
+        shards=shards,
+        samples=rows,
+        rejects=rejects,
+        stats=unit_stats(works, wall),
+    )
+    ledger.commit(root, entry)
+    return entry
+
+
+def progress_row(entry: ledger.LedgerEntry, skipped: bool = False) -> dict[str, Any]:
+    secs = sum(c.get("source_seconds", 0.0) for c in entry.stats.get("by_source", {}).values())
+    return {
+        "unit_id": entry.unit_id,
+        "samples": len(entry.samples),
+        "rejects": len(entry.rejects),
+        "source_seconds": float(secs),
+        "skipped": skipped,
+    }
+
+
+def run_unit(
+    unit_id: str, records: list[dict[str, Any]], cfg: BuildConfig, content_hash: str, root: str
+) -> dict[str, Any]:
+    """The whole unit in one task (no model stages): stages, shards, ledger entry."""
+    storage.configure(cfg.s3)
+    existing = ledger.read_entry(root, unit_id)
+    if existing is not None and ledger.entry_intact(root, existing):
+        return progress_row(existing, skipped=True)  # a retry of a unit that already committed
+    started = time.perf_counter()
+    work_dir = Path(tempfile.mkdtemp(prefix=f"longvid-{unit_id}-", dir=cfg.work_dir))
+    try:
+        ctx = make_context(cfg, content_hash, work_dir)
+        works = process_records(records, ctx)
+        entry = write_unit(
+            root,
+            unit_id,
+            [r["record_id"] for r in records],
+            works,
+            cfg,
+            time.perf_counter() - started,
+        )
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return progress_row(entry)
