@@ -15,6 +15,7 @@ from longvid.errors import LongvidError
 
 # name → module that registers it, in the order shown by --help
 COMMANDS: dict[str, str] = {
+    "build": "longvid.pipelines.cli",
     "infer": "longvid.training.infer",
     "ingest": "longvid.ingest.cli",
     "sample-corpus": "longvid.sample_corpus",
