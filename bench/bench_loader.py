@@ -16,8 +16,9 @@
 * **GPU** (only where CUDA and torchcodec are present): the torchcodec backend on ``cuda``
   (NVDEC) against torchcodec on the CPU and PyAV, in-process; otherwise skipped with a message.
 
-The corpus is generated here (testsrc2, H.264 at 640×360, 30 fps, a keyframe every 2 s) and
-written with the shards API; reads come from the page cache.
+The corpus is generated here (testsrc2, H.264 at 640×360, 30 fps, ~0.5 Mbit/s like web video,
+B-frames, a keyframe every 2 s) and written with the shards API; reads come from the page
+cache. ``--corpus DIR`` keeps it in DIR and reuses it on the next run.
 """
 
 from __future__ import annotations
@@ -52,23 +53,43 @@ STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
 def make_corpus(base: Path, clips: int) -> tuple[str, list[ClipSpec]]:
+    """Build (or reuse, when ``base/corpus`` exists) the benchmark corpus."""
     durations = [14.0, 22.0, 30.0, 38.0]
     sources = ["webvid", "howto100m", "hdvila"]
     specs = [
         ClipSpec(
-            sources[i % 3], f"b{i:03d}", duration=durations[i % 4], width=640, height=360,
-            fps=30, keyint=60,
+            sources[i % 3],
+            f"b{i:03d}",
+            duration=durations[i % 4],
+            width=640,
+            height=360,
+            fps=30,
+            keyint=60,
+            preset="veryfast",
+            crf=28,
+            bframes=3,
         )
         for i in range(clips)
     ]
+    if (base / "corpus" / "samples.parquet").exists():
+        return str(base / "corpus"), specs
     corpus = build_test_corpus(base / "corpus", specs, base / "clips", samples_per_shard=2)
     return corpus.root, specs
 
 
 def stage(root: str, workers: int, **kw) -> StageData:
     return StageData(
-        stage="bench", corpora=[root], t_min=T_MIN, t_max=T_MAX, resolution=RES, batch_size=2,
-        tail="pad", num_workers=workers, prefetch_factor=2, seed=0, **kw,
+        stage="bench",
+        corpora=[root],
+        t_min=T_MIN,
+        t_max=T_MAX,
+        resolution=RES,
+        batch_size=2,
+        tail="pad",
+        num_workers=workers,
+        prefetch_factor=2,
+        seed=0,
+        **kw,
     )
 
 
@@ -157,8 +178,9 @@ def _wds_sample(sample):
     meta = json.loads(sample["json"])
     d = float(meta["duration"])
     times = midpoint_times(d, frame_count(d, T_MIN, T_MAX))
-    raw = decode_at(sample["mp4"], list(times), size=(RES, RES), keyframes=meta["keyframes"],
-                    threads=1)
+    raw = decode_at(
+        sample["mp4"], list(times), size=(RES, RES), keyframes=meta["keyframes"], threads=1
+    )
     frames = torch.from_numpy(raw).permute(0, 3, 1, 2).float().div_(255).sub_(MEAN).div_(STD)
     return {"key": sample["__key__"], "frames": frames, "caption": sample["txt"]}
 
@@ -216,7 +238,10 @@ def resume_cost(root: str, tokenizer, workers: int, samples: int) -> dict[str, d
         t4 = time.perf_counter()
         setup, first, again = t1 - t0, t2 - t1, t4 - t3
         out[f"{int(frac * 100)}%"] = {
-            "setup": setup, "first": first, "batch": again, "overhead": setup + first - again,
+            "setup": setup,
+            "first": first,
+            "batch": again,
+            "overhead": setup + first - again,
         }
     out["steps"] = {"n": steps}
     return out
@@ -256,7 +281,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--resume-samples", type=int, default=200_000)
-    ap.add_argument("--dir", default=tempfile.gettempdir())
+    ap.add_argument("--dir", default=tempfile.gettempdir(), help="scratch space")
+    ap.add_argument("--corpus", default=None, help="keep/reuse the corpus in this folder")
     args = ap.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     torch.set_num_threads(1)
@@ -264,11 +290,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench_loader_") as tmp:
         base = Path(tmp)
         t0 = time.perf_counter()
-        root, specs = make_corpus(base, args.clips)
-        tok = build_tokenizer([f"A test pattern from {s.source}" for s in specs] * 8,
-                              base / "tok", vocab_size=300)
-        print(f"corpus: {len(specs)} clips 640x360 30 fps, GOP 2 s, built in "
-              f"{time.perf_counter() - t0:.1f}s; frames per clip {T_MIN}..{T_MAX} at {RES} px")
+        root, specs = make_corpus(Path(args.corpus) if args.corpus else base, args.clips)
+        tok = build_tokenizer(
+            [f"A test pattern from {s.source}" for s in specs] * 8, base / "tok", vocab_size=300
+        )
+        print(
+            f"corpus: {len(specs)} clips 640x360 30 fps, GOP 2 s, ready in "
+            f"{time.perf_counter() - t0:.1f}s; frames per clip {T_MIN}..{T_MAX} at {RES} px"
+        )
         jobs = bare_jobs(root)
         cfg = stage(root, args.workers)
         for rep in range(args.repeats):
@@ -280,20 +309,30 @@ def main() -> None:
             f_l, f_w, f_b1, f_bw = n_l / t_l, n_w / t_w, n_b1 / t_b1, n_bw / t_bw
             print(f"run {rep + 1}: {n_l} frames per epoch")
             print(f"  loader ({args.workers} workers)          {f_l:8.1f} frames/s")
-            print(f"  bare PyAV, {args.workers} processes        {f_bw:8.1f} frames/s"
-                  f"   loader/bare = {f_l / f_bw:.2f}")
-            print(f"  bare PyAV, 1 process          {f_b1:8.1f} frames/s"
-                  f"   loader/bare1 = {f_l / f_b1:.2f}")
-            print(f"  stock webdataset ({args.workers} workers) {f_w:8.1f} frames/s"
-                  f"   loader/wds = {f_l / f_w:.2f}")
+            print(
+                f"  bare PyAV, {args.workers} processes        {f_bw:8.1f} frames/s"
+                f"   loader/bare = {f_l / f_bw:.2f}"
+            )
+            print(
+                f"  bare PyAV, 1 process          {f_b1:8.1f} frames/s"
+                f"   loader/bare1 = {f_l / f_b1:.2f}"
+            )
+            print(
+                f"  stock webdataset ({args.workers} workers) {f_w:8.1f} frames/s"
+                f"   loader/wds = {f_l / f_w:.2f}"
+            )
         res = resume_cost(root, tok, args.workers, args.resume_samples)
-        print(f"resume, epoch of {args.resume_samples} samples ({res['steps']['n']} steps), "
-              f"{args.workers} workers:")
+        print(
+            f"resume, epoch of {args.resume_samples} samples ({res['steps']['n']} steps), "
+            f"{args.workers} workers:"
+        )
         for name in ("0%", "10%", "90%"):
             r = res[name]
-            print(f"  at {name:>3}: make_loader+load_state_dict {r['setup']:.3f}s, first batch "
-                  f"{r['first']:.3f}s (that batch alone {r['batch']:.3f}s) -> resume overhead "
-                  f"{r['overhead']:.3f}s")
+            print(
+                f"  at {name:>3}: make_loader+load_state_dict {r['setup']:.3f}s, first batch "
+                f"{r['first']:.3f}s (that batch alone {r['batch']:.3f}s) -> resume overhead "
+                f"{r['overhead']:.3f}s"
+            )
         print(f"  overhead 90%/10% = {res['90%']['overhead'] / res['10%']['overhead']:.2f}")
         gpu_section(root, tok)
 

@@ -141,8 +141,9 @@ def test_resume_refused_on_changed_stage_config(loader_corpus, catalog):
     with pytest.raises(ResumeError, match=r"mixture\[1\]\.weight: 2\.0 → 3\.0"):
         make_loader(weights, 0, 1, catalog=catalog).load_state_dict(cursor)
     # runtime knobs do not change what is seen: accepted
-    make_loader(cfg.model_copy(update={"num_workers": 2, "prefetch_factor": 5}), 0, 1,
-                catalog=catalog).load_state_dict(cursor)
+    make_loader(
+        cfg.model_copy(update={"num_workers": 2, "prefetch_factor": 5}), 0, 1, catalog=catalog
+    ).load_state_dict(cursor)
 
 
 def test_resume_refused_on_changed_manifest(loader_corpus, loader_corpus_factory, catalog):
@@ -153,7 +154,9 @@ def test_resume_refused_on_changed_manifest(loader_corpus, loader_corpus_factory
     # the same clips minus one, built again: another manifest
     rebuilt = loader_corpus_factory("minus-one", default_specs()[1:])
     other = make_loader(cfg.model_copy(update={"corpora": [rebuilt.root]}), 0, 1)
-    with pytest.raises(ResumeError, match=r"the manifest changed .*changed corpora: \['.*minus-one"):
+    with pytest.raises(
+        ResumeError, match=r"the manifest changed .*changed corpora: \['.*minus-one"
+    ):
         other.load_state_dict(cursor)
     # a caption edited in place changes the shard bytes and so the fingerprint
     specs = default_specs()

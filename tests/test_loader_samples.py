@@ -23,7 +23,9 @@ STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
-    texts = [f"A test pattern from {s} lasting {d} s." for s in ("webvid", "ego4d") for d in range(9)]
+    texts = [
+        f"A test pattern from {s} lasting {d} s." for s in ("webvid", "ego4d") for d in range(9)
+    ]
     return build_tokenizer(texts * 4, tmp_path_factory.mktemp("tok"), vocab_size=400)
 
 
@@ -41,8 +43,13 @@ def all_batches(loader) -> list[dict]:
 
 def test_frames_times_and_prompt(loader_corpus, tokenizer):
     cfg = StageData(
-        corpora=[loader_corpus.root], t_min=4, t_max=12, resolution=224, batch_size=3,
-        num_workers=1, seed=3,
+        corpora=[loader_corpus.root],
+        t_min=4,
+        t_max=12,
+        resolution=224,
+        batch_size=3,
+        num_workers=1,
+        seed=3,
     )
     loader = make_loader(cfg, 0, 1, tokenizer)
     batches = all_batches(loader)
@@ -58,13 +65,17 @@ def test_frames_times_and_prompt(loader_corpus, tokenizer):
             t = frame_count(spec.duration, 4, 12)
             assert b["n_frames"][i].item() == t
             assert b["durations"][i].item() == spec.duration
-            np.testing.assert_allclose(b["frame_times"][i].numpy(), midpoint_times(spec.duration, t))
+            np.testing.assert_allclose(
+                b["frame_times"][i].numpy(), midpoint_times(spec.duration, t)
+            )
             frames = b["frames"][i]
             assert frames.dtype == torch.float32 and frames.shape == (t, 3, 224, 224)
             if checked < 4:  # decoding at 224 px is the slow part: compare four clips
                 want = expected_frames(
-                    loader_corpus.clip_paths[key], loader_corpus.keyframes[key],
-                    midpoint_times(spec.duration, t), 224,
+                    loader_corpus.clip_paths[key],
+                    loader_corpus.keyframes[key],
+                    midpoint_times(spec.duration, t),
+                    224,
                 )
                 np.testing.assert_allclose(frames.numpy(), want, atol=1e-5)
                 checked += 1
@@ -78,7 +89,9 @@ def test_frames_times_and_prompt(loader_corpus, tokenizer):
             assert prompt in text
             labels = b["labels"][i, :n]
             answer = tokenizer.decode(labels[labels != IGNORE_INDEX])
-            assert answer == f"A test pattern from {spec.source} lasting {spec.duration} s.<|im_end|>"
+            assert (
+                answer == f"A test pattern from {spec.source} lasting {spec.duration} s.<|im_end|>"
+            )
             assert (b["labels"][i, n:] == IGNORE_INDEX).all()
             assert (b["input_ids"][i, n:] == tokenizer.pad_token_id).all()
     assert checked == 4
@@ -95,7 +108,11 @@ def test_frame_times_prompt_and_own_conversation(loader_corpus_factory, tokenize
         "conv", [ClipSpec("webvid", "qa0", duration=6.0, conversations=conv)]
     )
     cfg = StageData(
-        corpora=[corpus.root], t_min=4, t_max=4, resolution=16, num_workers=0,
+        corpora=[corpus.root],
+        t_min=4,
+        t_max=4,
+        resolution=16,
+        num_workers=0,
         frame_times_prompt=True,
     )
     (batch,) = all_batches(make_loader(cfg, 0, 1, tokenizer))
@@ -119,8 +136,14 @@ def test_mixture_proportions_are_exact(loader_corpus):
             MixtureComponent(name="webvid", weight=weights["webvid"], sources=["webvid"]),
             MixtureComponent(name="howto", weight=weights["howto"], sources=["howto100m"]),
         ],
-        num_samples=61, batch_size=2, tail="drop", t_min=4, t_max=4, resolution=16,
-        num_workers=2, seed=11,
+        num_samples=61,
+        batch_size=2,
+        tail="drop",
+        t_min=4,
+        t_max=4,
+        resolution=16,
+        num_workers=2,
+        seed=11,
     )
     loader = make_loader(cfg, 0, 1)
     batches = all_batches(loader)
@@ -130,7 +153,9 @@ def test_mixture_proportions_are_exact(loader_corpus):
     for b in batches:
         for key, comp in zip(b["keys"], b["components"], strict=True):
             observed[comp] += 1
-            assert source_of[key] == {"long": "ego4d", "webvid": "webvid", "howto": "howto100m"}[comp]
+            assert (
+                source_of[key] == {"long": "ego4d", "webvid": "webvid", "howto": "howto100m"}[comp]
+            )
     # Tolerance: the 61 draws are split by the largest-remainder rule (each count within 1 of
     # 61·w/Σw), then one draw is dropped as the tail; so each count is within 2 of its share.
     exact = largest_remainder(list(weights.values()), 61)
@@ -150,7 +175,12 @@ def test_corrupt_sample_is_substituted_and_counted(loader_corpus_factory):
     specs.append(ClipSpec("webvid", "broken", duration=4.5, corrupt=True))
     corpus = loader_corpus_factory("corrupt", specs)
     cfg = StageData(
-        corpora=[corpus.root], num_samples=24, batch_size=4, t_min=4, t_max=4, resolution=16,
+        corpora=[corpus.root],
+        num_samples=24,
+        batch_size=4,
+        t_min=4,
+        t_max=4,
+        resolution=16,
         seed=5,
     )
     broken = specs[-1].key
@@ -181,15 +211,16 @@ def test_all_substitutes_failing_is_an_error(loader_corpus_factory):
 
 
 def test_truncated_shard_fails_loudly(loader_corpus_factory):
-    corpus = loader_corpus_factory("trunc", [ClipSpec("webvid", f"t{i}", duration=3.0) for i in range(3)])
+    corpus = loader_corpus_factory(
+        "trunc", [ClipSpec("webvid", f"t{i}", duration=3.0) for i in range(3)]
+    )
     table = read_table(f"{corpus.root}/{SAMPLES_NAME}")
     shard = table.column("shard")[0].as_py()
     path = f"{corpus.root}/{shard}"
     with open(path, "r+b") as f:
         f.truncate(2048)
     for workers in (0, 2):
-        cfg = StageData(corpora=[corpus.root], t_min=4, t_max=4, resolution=16,
-                        num_workers=workers)
+        cfg = StageData(corpora=[corpus.root], t_min=4, t_max=4, resolution=16, num_workers=workers)
         with pytest.raises(LoaderError, match=r"ShardError: .*shard-00000\.tar: truncated"):
             all_batches(make_loader(cfg, 0, 1))
 
@@ -201,8 +232,14 @@ def test_s3_corpus_matches_local(s3_server, loader_corpus_factory, tmp_path):
     assert remote.root.startswith("s3://")
     assert load_catalog([remote.root]).fingerprint == load_catalog([local.root]).fingerprint
     cfg = StageData(
-        corpora=[local.root], num_samples=6, batch_size=2, t_min=4, t_max=8, resolution=32,
-        num_workers=2, seed=2,
+        corpora=[local.root],
+        num_samples=6,
+        batch_size=2,
+        t_min=4,
+        t_max=8,
+        resolution=32,
+        num_workers=2,
+        seed=2,
     )
     got = {}
     for name, root in (("local", local.root), ("s3", remote.root)):

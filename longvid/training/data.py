@@ -286,8 +286,9 @@ class StatefulLoader:
     # -- plan ------------------------------------------------------------------------------
     def plan(self, epoch: int) -> EpochPlan:
         if epoch not in self._plans:
-            self._plans = {epoch: plan_epoch(self.catalog, self.cfg, epoch, self.world_size,
-                                             self.pools)}
+            self._plans = {
+                epoch: plan_epoch(self.catalog, self.cfg, epoch, self.world_size, self.pools)
+            }
         return self._plans[epoch]
 
     def __len__(self) -> int:
@@ -303,7 +304,12 @@ class StatefulLoader:
         """The dataset of the rest of the current epoch (what :meth:`__iter__` loads from)."""
         self._normalise_position()
         return StageDataset(
-            self.catalog, self.cfg, self.pools, self.plan(self.epoch), self.rank, self.step,
+            self.catalog,
+            self.cfg,
+            self.pools,
+            self.plan(self.epoch),
+            self.rank,
+            self.step,
             self.tokenizer,
         )
 
@@ -366,13 +372,17 @@ class StatefulLoader:
         """Resume from a cursor; refuse (ResumeError, saying what changed) when the manifest,
         the stage config or the batch layout no longer matches."""
         if not isinstance(state, dict) or state.get("format") != CURSOR_FORMAT:
-            raise ResumeError(f"not a loader cursor (format {state.get('format')!r})"
-                              if isinstance(state, dict) else "not a loader cursor")
+            raise ResumeError(
+                f"not a loader cursor (format {state.get('format')!r})"
+                if isinstance(state, dict)
+                else "not a loader cursor"
+            )
         if state["manifest_fingerprint"] != self.catalog.fingerprint:
             old = state.get("corpus_fingerprints", [])
             new = list(self.catalog.corpus_fingerprints)
             changed = [
-                root for i, root in enumerate(self.catalog.roots)
+                root
+                for i, root in enumerate(self.catalog.roots)
                 if i >= len(old) or old[i] != new[i]
             ]
             raise ResumeError(

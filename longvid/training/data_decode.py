@@ -95,10 +95,18 @@ class TorchCodecDecoder:
             raise MediaError(uri, "decode_failed", f"torchcodec: {exc}") from None
         frames = batch.data  # uint8 [T, 3, H, W] on self.device
         if frames.shape[-2:] != (size, size):
-            frames = F.interpolate(
-                frames.float(), size=(size, size), mode="bilinear", antialias=True,
-                align_corners=False,
-            ).round_().clamp_(0, 255).to(torch.uint8)
+            frames = (
+                F.interpolate(
+                    frames.float(),
+                    size=(size, size),
+                    mode="bilinear",
+                    antialias=True,
+                    align_corners=False,
+                )
+                .round_()
+                .clamp_(0, 255)
+                .to(torch.uint8)
+            )
         return frames
 
 

@@ -140,8 +140,10 @@ def draw_sequence(
         name = cfg.mixture[c].name
         rounds = -(-n // len(pool))
         draws = np.concatenate(
-            [pool[rng_for(cfg.seed, cfg.stage, epoch, name, r).permutation(len(pool))]
-             for r in range(rounds)]
+            [
+                pool[rng_for(cfg.seed, cfg.stage, epoch, name, r).permutation(len(pool))]
+                for r in range(rounds)
+            ]
         )[:n]
         rows[labels == c] = draws
     return rows, labels

@@ -56,14 +56,18 @@ def read_members(row: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
     wanted = [m for m in row["members"] if m["ext"] in (META_EXT, VIDEO_EXT)]
     uri = sample_uri(row)
     if not any(m["ext"] == VIDEO_EXT for m in wanted):
-        raise SampleError(uri, "no_video_member", f"members are {[m['ext'] for m in row['members']]}")
+        raise SampleError(
+            uri, "no_video_member", f"members are {[m['ext'] for m in row['members']]}"
+        )
     got = read_sample(row["root"], {**row, "members": wanted})
     meta: dict[str, Any] = {}
     if META_EXT in got:
         try:
             meta = json.loads(got[META_EXT])
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise SampleError(uri, "bad_metadata", f"{row['key']}.json is not JSON: {exc}") from None
+            raise SampleError(
+                uri, "bad_metadata", f"{row['key']}.json is not JSON: {exc}"
+            ) from None
         if not isinstance(meta, dict):
             raise SampleError(uri, "bad_metadata", f"{row['key']}.json is not a JSON object")
     return meta, got[VIDEO_EXT]
