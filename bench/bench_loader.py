@@ -33,32 +33,37 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
-from av.video.reformatter import VideoReformatter
 
-from longvid.media.decode import decode_at
 from longvid.training.data import make_loader
 from longvid.training.data_catalog import load_catalog
 from longvid.training.data_config import StageData
 from longvid.training.data_sampling import frame_count, midpoint_times
 from longvid.training.tokenizer import build_tokenizer
-from tests.fixtures.loader_corpus import ClipSpec, build_test_corpus
 
 RES = 224
 T_MIN, T_MAX = 8, 32
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+_MEAN_T = torch.tensor(MEAN).view(1, 3, 1, 1)
+_STD_T = torch.tensor(STD).view(1, 3, 1, 1)
 
 
-def make_corpus(base: Path, clips: int) -> tuple[str, list[ClipSpec]]:
-    """Build (or reuse, when ``base/corpus`` exists) the benchmark corpus."""
+SOURCES = ("webvid", "howto100m", "hdvila")
+
+
+def make_corpus(base: Path, clips: int) -> str:
+    """Build (or reuse, when ``base/corpus`` exists) the benchmark corpus; returns its root."""
+    root = base / "corpus"
+    if (root / "samples.parquet").exists():
+        return str(root)
+    from tests.fixtures.loader_corpus import ClipSpec, build_test_corpus
+
     durations = [14.0, 22.0, 30.0, 38.0]
-    sources = ["webvid", "howto100m", "hdvila"]
     specs = [
         ClipSpec(
-            sources[i % 3],
+            SOURCES[i % 3],
             f"b{i:03d}",
             duration=durations[i % 4],
             width=640,
@@ -71,10 +76,7 @@ def make_corpus(base: Path, clips: int) -> tuple[str, list[ClipSpec]]:
         )
         for i in range(clips)
     ]
-    if (base / "corpus" / "samples.parquet").exists():
-        return str(base / "corpus"), specs
-    corpus = build_test_corpus(base / "corpus", specs, base / "clips", samples_per_shard=2)
-    return corpus.root, specs
+    return build_test_corpus(root, specs, base / "clips", samples_per_shard=2).root
 
 
 def stage(root: str, workers: int, **kw) -> StageData:
@@ -100,6 +102,9 @@ def bare_decode(data: bytes, times: np.ndarray, keyframes: list[float], size: in
     """Decode the frames shown at ``times`` (ascending) with PyAV alone: seek to the keyframe
     before a target only when it lies past the decoder's position, decode forward, scale.
     Returns how many frames were produced."""
+    import av
+    from av.video.reformatter import VideoReformatter
+
     with av.open(io.BytesIO(data)) as c:
         s = c.streams.video[0]
         s.codec_context.thread_count = 1
@@ -175,13 +180,15 @@ def run_loader(cfg: StageData, tokenizer) -> tuple[int, float]:
 
 
 def _wds_sample(sample):
+    from longvid.media.decode import decode_at
+
     meta = json.loads(sample["json"])
     d = float(meta["duration"])
     times = midpoint_times(d, frame_count(d, T_MIN, T_MAX))
     raw = decode_at(
         sample["mp4"], list(times), size=(RES, RES), keyframes=meta["keyframes"], threads=1
     )
-    frames = torch.from_numpy(raw).permute(0, 3, 1, 2).float().div_(255).sub_(MEAN).div_(STD)
+    frames = torch.from_numpy(raw).permute(0, 3, 1, 2).float().div_(255).sub_(_MEAN_T).div_(_STD_T)
     return {"key": sample["__key__"], "frames": frames, "caption": sample["txt"]}
 
 
@@ -251,28 +258,42 @@ def resume_cost(root: str, tokenizer, workers: int, samples: int) -> dict[str, d
 
 
 def gpu_section(root: str, tokenizer) -> None:
+    """In-process decode through the loader (``num_workers: 0``) with every backend present:
+    PyAV on one CPU core (the reference), torchcodec on CPU/CUDA, NVDEC via PyNvVideoCodec."""
     if not torch.cuda.is_available():
         print("GPU decode: skipped (no CUDA device here)")
         return
-    try:
-        import torchcodec  # noqa: F401
-    except ImportError as exc:
-        print(f"GPU decode: skipped (torchcodec is not installed: {exc})")
-        return
-    rows = []
-    for backend, device in (("pyav", "cpu"), ("torchcodec", "cpu"), ("torchcodec", "cuda")):
-        cfg = stage(root, 0, decode_backend=backend, decode_device=device, decode_threads=0)
+    print(f"GPU decode on {torch.cuda.get_device_name(0)}, loader in-process (num_workers 0):")
+    rows, first = [], {}
+    for backend, device in (
+        ("pyav", "cpu"),
+        ("torchcodec", "cpu"),
+        ("torchcodec", "cuda"),
+        ("nvdec", "cuda"),
+    ):
+        cfg = stage(root, 0, decode_backend=backend, decode_device=device, decode_threads=1)
         try:
-            run_loader(cfg, tokenizer)  # warm-up (CUDA context, NVDEC session)
+            loader = make_loader(cfg, 0, 1, tokenizer)
+            first[(backend, device)] = next(iter(loader))  # warm-up: CUDA context, decoder
             n, dt = run_loader(cfg, tokenizer)
-        except Exception as exc:  # report and go on: the CPU numbers above still stand
-            print(f"GPU decode: {backend}/{device} failed: {type(exc).__name__}: {exc}")
+            if device == "cuda":
+                torch.cuda.synchronize()
+        except Exception as exc:  # report and go on: the other rows still stand
+            print(f"  {backend}/{device}: not available: {type(exc).__name__}: {exc}"[:300])
             continue
-        rows.append((f"{backend}/{device}", n / dt))
-    for name, fps in rows:
-        print(f"  in-process decode {name:18s} {fps:8.1f} frames/s")
-    if len(rows) == 3:
-        print(f"  NVDEC vs PyAV CPU: {rows[2][1] / rows[0][1]:.2f}x")
+        rows.append((backend, device, n / dt))
+        print(f"  {backend + '/' + device:18s} {n / dt:8.1f} frames/s")
+    ref = next((r[2] for r in rows if r[:2] == ("pyav", "cpu")), None)
+    std = torch.tensor(STD).view(1, 3, 1, 1) * 255
+    for backend, device, fps in rows:
+        if ref and (backend, device) != ("pyav", "cpu"):
+            a = first[(backend, device)]["frames"][0].cpu() * std
+            b = first[("pyav", "cpu")]["frames"][0] * std
+            diff = (a - b).abs().mean().item() if a.shape == b.shape else float("nan")
+            print(
+                f"  {backend}/{device} vs PyAV on one core: {fps / ref:.2f}x; "
+                f"mean |pixel difference| on the first clip {diff:.2f} / 255"
+            )
 
 
 def main() -> None:
@@ -283,58 +304,71 @@ def main() -> None:
     ap.add_argument("--resume-samples", type=int, default=200_000)
     ap.add_argument("--dir", default=tempfile.gettempdir(), help="scratch space")
     ap.add_argument("--corpus", default=None, help="keep/reuse the corpus in this folder")
+    ap.add_argument(
+        "--sections", default="throughput,resume,gpu", help="comma list of sections to run"
+    )
     args = ap.parse_args()
+    sections = set(args.sections.split(","))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     torch.set_num_threads(1)
 
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench_loader_") as tmp:
         base = Path(tmp)
         t0 = time.perf_counter()
-        root, specs = make_corpus(Path(args.corpus) if args.corpus else base, args.clips)
+        root = make_corpus(Path(args.corpus) if args.corpus else base, args.clips)
         tok = build_tokenizer(
-            [f"A test pattern from {s.source}" for s in specs] * 8, base / "tok", vocab_size=300
+            [f"A test pattern from {s}" for s in SOURCES] * 8, base / "tok", vocab_size=300
         )
+        n_clips = len(load_catalog([root]))
         print(
-            f"corpus: {len(specs)} clips 640x360 30 fps, GOP 2 s, ready in "
+            f"corpus: {n_clips} clips 640x360 30 fps, GOP 2 s, ready in "
             f"{time.perf_counter() - t0:.1f}s; frames per clip {T_MIN}..{T_MAX} at {RES} px"
         )
-        jobs = bare_jobs(root)
-        cfg = stage(root, args.workers)
-        for rep in range(args.repeats):
-            n_l, t_l = run_loader(cfg, tok)
-            n_w, t_w = run_wds(root, args.workers)
-            n_b1, t_b1 = run_bare(jobs, 1)
-            n_bw, t_bw = run_bare(jobs, args.workers)
-            assert n_l == n_w == n_b1 == n_bw, (n_l, n_w, n_b1, n_bw)
-            f_l, f_w, f_b1, f_bw = n_l / t_l, n_w / t_w, n_b1 / t_b1, n_bw / t_bw
-            print(f"run {rep + 1}: {n_l} frames per epoch")
-            print(f"  loader ({args.workers} workers)          {f_l:8.1f} frames/s")
-            print(
-                f"  bare PyAV, {args.workers} processes        {f_bw:8.1f} frames/s"
-                f"   loader/bare = {f_l / f_bw:.2f}"
-            )
-            print(
-                f"  bare PyAV, 1 process          {f_b1:8.1f} frames/s"
-                f"   loader/bare1 = {f_l / f_b1:.2f}"
-            )
-            print(
-                f"  stock webdataset ({args.workers} workers) {f_w:8.1f} frames/s"
-                f"   loader/wds = {f_l / f_w:.2f}"
-            )
-        res = resume_cost(root, tok, args.workers, args.resume_samples)
+        if "throughput" in sections:
+            throughput(root, tok, args.workers, args.repeats)
+        if "resume" in sections:
+            resume_report(root, tok, args.workers, args.resume_samples)
+        if "gpu" in sections:
+            gpu_section(root, tok)
+
+
+def throughput(root: str, tok, workers: int, repeats: int) -> None:
+    jobs = bare_jobs(root)
+    cfg = stage(root, workers)
+    for rep in range(repeats):
+        n_l, t_l = run_loader(cfg, tok)
+        n_w, t_w = run_wds(root, workers)
+        n_b1, t_b1 = run_bare(jobs, 1)
+        n_bw, t_bw = run_bare(jobs, workers)
+        assert n_l == n_w == n_b1 == n_bw, (n_l, n_w, n_b1, n_bw)
+        f_l, f_w, f_b1, f_bw = n_l / t_l, n_w / t_w, n_b1 / t_b1, n_bw / t_bw
+        print(f"run {rep + 1}: {n_l} frames per epoch")
+        print(f"  loader ({workers} workers)          {f_l:8.1f} frames/s")
         print(
-            f"resume, epoch of {args.resume_samples} samples ({res['steps']['n']} steps), "
-            f"{args.workers} workers:"
+            f"  bare PyAV, {workers} processes        {f_bw:8.1f} frames/s"
+            f"   loader/bare = {f_l / f_bw:.2f}"
         )
-        for name in ("0%", "10%", "90%"):
-            r = res[name]
-            print(
-                f"  at {name:>3}: make_loader+load_state_dict {r['setup']:.3f}s, first batch "
-                f"{r['first']:.3f}s (that batch alone {r['batch']:.3f}s) -> resume overhead "
-                f"{r['overhead']:.3f}s"
-            )
-        print(f"  overhead 90%/10% = {res['90%']['overhead'] / res['10%']['overhead']:.2f}")
-        gpu_section(root, tok)
+        print(
+            f"  bare PyAV, 1 process          {f_b1:8.1f} frames/s"
+            f"   loader/bare1 = {f_l / f_b1:.2f}"
+        )
+        print(
+            f"  stock webdataset ({workers} workers) {f_w:8.1f} frames/s"
+            f"   loader/wds = {f_l / f_w:.2f}"
+        )
+
+
+def resume_report(root: str, tok, workers: int, samples: int) -> None:
+    res = resume_cost(root, tok, workers, samples)
+    print(f"resume, epoch of {samples} samples ({res['steps']['n']} steps), {workers} workers:")
+    for name in ("0%", "10%", "90%"):
+        r = res[name]
+        print(
+            f"  at {name:>3}: make_loader+load_state_dict {r['setup']:.3f}s, first batch "
+            f"{r['first']:.3f}s (that batch alone {r['batch']:.3f}s) -> resume overhead "
+            f"{r['overhead']:.3f}s"
+        )
+    print(f"  overhead 90%/10% = {res['90%']['overhead'] / res['10%']['overhead']:.2f}")
 
 
 if __name__ == "__main__":

@@ -321,7 +321,8 @@ class StatefulLoader:
             batch_size=None,
             num_workers=workers,
             prefetch_factor=self.cfg.prefetch_factor if workers > 0 else None,
-            pin_memory=self.cfg.pin_memory,
+            # batches decoded on a GPU are already there; only CPU tensors can be pinned
+            pin_memory=self.cfg.pin_memory and self.cfg.decode_device == "cpu",
             persistent_workers=False,
             worker_init_fn=_worker_init,
             # fork shares the catalog with the workers instead of pickling it

@@ -104,10 +104,11 @@ class StageData(Section):
     num_workers: int = Field(2, ge=0, description="DataLoader worker processes per rank")
     prefetch_factor: int = Field(2, ge=1, description="batches each worker prepares ahead")
     pin_memory: bool = Field(False, description="pin batches (when training on a GPU)")
-    decode_backend: Literal["pyav", "torchcodec"] = Field(
-        "pyav", description="frame decoder: pyav (CPU) or torchcodec (CPU or CUDA/NVDEC)"
+    decode_backend: Literal["pyav", "torchcodec", "nvdec"] = Field(
+        "pyav",
+        description="frame decoder: pyav (CPU), torchcodec (CPU or CUDA), nvdec (PyNvVideoCodec)",
     )
-    decode_device: str = Field("cpu", description="torchcodec device: cpu or cuda[:N]")
+    decode_device: str = Field("cpu", description="decode device: cpu or cuda[:N]")
     decode_threads: int = Field(1, ge=0, description="decoder threads per worker (0 = auto)")
     s3: S3Config | None = Field(
         None, description="how to reach s3:// corpora; None = the process's storage settings"
@@ -131,6 +132,11 @@ class StageData(Section):
     def _check(self) -> StageData:
         if self.t_min > self.t_max:
             raise ValueError(f"t_min {self.t_min} > t_max {self.t_max}")
+        if self.decode_device.startswith("cuda") and self.num_workers > 0:
+            raise ValueError(
+                f"decode_device {self.decode_device!r} needs num_workers: 0 "
+                "(CUDA cannot run in forked DataLoader workers)"
+            )
         names = [c.name for c in self.mixture]
         if not names:
             raise ValueError("mixture needs at least one component")

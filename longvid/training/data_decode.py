@@ -6,11 +6,19 @@ resized to the stage's square resolution) or raises :class:`~longvid.errors.Medi
 - ``pyav``: :func:`longvid.media.decode.decode_at` — exact seeking from the keyframe times
   stored at build time, in-process, CPU.
 - ``torchcodec``: ``torchcodec.decoders.VideoDecoder`` (exact seek mode) on ``cpu`` or
-  ``cuda`` (NVDEC), resized on the same device. Optional: imported only when chosen.
+  ``cuda`` (NVDEC; needs torchcodec's CUDA build and an FFmpeg with NVDEC), resized on the same
+  device. Optional: imported only when chosen.
+- ``nvdec``: NVDEC through NVIDIA's PyNvVideoCodec wheel (which brings its own demuxer), on
+  ``cuda``. Optional: imported only when chosen.
+
+GPU backends return CUDA tensors; they run in the training process (``num_workers: 0``), since
+CUDA cannot be used in forked DataLoader workers.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -81,8 +89,6 @@ class TorchCodecDecoder:
         self.threads = threads
 
     def __call__(self, data, times, size, *, keyframes, uri):
-        import torch.nn.functional as F
-
         try:
             dec = self._cls(
                 data,
@@ -93,21 +99,63 @@ class TorchCodecDecoder:
             batch = dec.get_frames_played_at(seconds=[float(t) for t in times])
         except Exception as exc:  # torchcodec raises RuntimeError/ValueError for bad input
             raise MediaError(uri, "decode_failed", f"torchcodec: {exc}") from None
-        frames = batch.data  # uint8 [T, 3, H, W] on self.device
-        if frames.shape[-2:] != (size, size):
-            frames = (
-                F.interpolate(
-                    frames.float(),
-                    size=(size, size),
-                    mode="bilinear",
-                    antialias=True,
-                    align_corners=False,
+        return resize_square(batch.data, size)  # uint8 [T, 3, H, W] on self.device
+
+
+class NvDecDecoder:
+    """NVIDIA's NVDEC through PyNvVideoCodec (``pip install pynvvideocodec``; needs a driver
+    that exposes the video decoder). Frames stay on the GPU; resized there. The clip bytes go
+    through a file in ``/dev/shm`` because the decoder opens paths.
+
+    Frames are chosen by PyNvVideoCodec's time → index mapping, which can differ from the
+    exact pts lookup of the CPU backends by a frame at interval boundaries.
+    """
+
+    name = "nvdec"
+
+    def __init__(self, device: str = "cuda"):
+        try:
+            import PyNvVideoCodec as nvc
+        except ImportError as exc:  # optional backend
+            raise ConfigError(
+                f"decode_backend 'nvdec' needs the pynvvideocodec package ({exc})"
+            ) from None
+        if not device.startswith("cuda"):
+            raise ConfigError(f"decode_backend 'nvdec' decodes on a GPU; got device {device!r}")
+        self._nvc = nvc
+        self.gpu_id = int(device.split(":", 1)[1]) if ":" in device else 0
+        self.tmpdir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+    def __call__(self, data, times, size, *, keyframes, uri):
+        nvc = self._nvc
+        with tempfile.NamedTemporaryFile(suffix=".mp4", dir=self.tmpdir) as f:
+            f.write(data)
+            f.flush()
+            try:
+                dec = nvc.SimpleDecoder(
+                    f.name,
+                    gpu_id=self.gpu_id,
+                    use_device_memory=True,
+                    output_color_type=nvc.OutputColorType.RGB,
                 )
-                .round_()
-                .clamp_(0, 255)
-                .to(torch.uint8)
-            )
-        return frames
+                idx = [int(dec.get_index_from_time_in_seconds(float(t))) for t in times]
+                decoded = dec.get_batch_frames_by_index(idx)
+                frames = torch.stack([torch.from_dlpack(fr) for fr in decoded])  # [T, H, W, 3]
+            except Exception as exc:  # the bindings raise plain RuntimeErrors
+                raise MediaError(uri, "decode_failed", f"nvdec: {exc}") from None
+        return resize_square(frames.permute(0, 3, 1, 2), size)
+
+
+def resize_square(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 [T, 3, H, W] → uint8 [T, 3, size, size] (antialiased bilinear, on its device)."""
+    import torch.nn.functional as F
+
+    if frames.shape[-2:] == (size, size):
+        return frames.contiguous()
+    out = F.interpolate(
+        frames.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
+    return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def make_decoder(backend: str, device: str = "cpu", threads: int = 1) -> FrameDecoder:
@@ -118,4 +166,6 @@ def make_decoder(backend: str, device: str = "cpu", threads: int = 1) -> FrameDe
         return PyAVDecoder(threads)
     if backend == "torchcodec":
         return TorchCodecDecoder(device, threads)
-    raise ConfigError(f"unknown decode_backend {backend!r} (use pyav or torchcodec)")
+    if backend == "nvdec":
+        return NvDecDecoder(device)
+    raise ConfigError(f"unknown decode_backend {backend!r} (use pyav, torchcodec or nvdec)")
