@@ -222,3 +222,45 @@ def test_s3_roots_give_s3_uris_and_the_same_records(source, s3_server, tmp_path,
         }
     rejects = pq.read_table(io.BytesIO(storage.read_bytes(f"{s3_out}/rejects.parquet")))
     assert rejects.num_rows == 0
+
+
+def test_fast_manifest_row_equals_as_row(tmp_path_factory):
+    from longvid.ingest.config import SOURCE_MODELS
+    from longvid.ingest.runner import manifest_row
+    from tests.ingest_util import collect
+
+    corpus = _corpus(tmp_path_factory)
+    checked = 0
+    for name, model in SOURCE_MODELS.items():
+        extra = {"manifest": "manifest.jsonl"} if name == "generic" else {}
+        records, _ = collect(model(root=str(corpus / name), **extra))
+        for rec in records:
+            assert manifest_row(rec) == rec.as_row()
+            checked += 1
+    assert checked == 18
+
+
+def test_s3_folder_listing_for_the_generic_source(s3_server, tmp_path):
+    for rel in ("gen/a.mp4", "gen/sub/b.webm", "gen/notes.txt"):
+        storage.write_bytes(s3_server.uri(rel), b"x")
+    out = s3_server.uri("out-generic-folder")
+    assert (
+        main(
+            [
+                "ingest",
+                "--source",
+                "generic",
+                "--root",
+                s3_server.uri("gen"),
+                "--out",
+                out,
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    rows = pq.read_table(io.BytesIO(storage.read_bytes(f"{out}/manifest.parquet"))).to_pylist()
+    assert [(r["video_id"], r["video_uri"]) for r in rows] == [
+        ("a", s3_server.uri("gen/a.mp4")),
+        ("sub__b", s3_server.uri("gen/sub/b.webm")),
+    ]

@@ -13,7 +13,6 @@ import fnmatch
 import io
 import json
 import posixpath
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,8 +26,20 @@ from longvid.errors import FormatError
 csv.field_size_limit(2**31 - 1)
 
 _CHUNK = 1 << 20
-_SPECIAL = re.compile(rb'\\.|"|-?Infinity|NaN', re.DOTALL)
-_SPECIAL_TOKENS = (b"NaN", b"Infinity")
+
+
+def _tokens(piece: bytes) -> list[tuple[int, int]]:
+    """(start, end) of every ``NaN``, ``Infinity`` and ``-Infinity`` in ``piece``, in order.
+    ``bytes.find`` runs at memchr speed, several times faster than a regex scan here."""
+    hits: list[tuple[int, int]] = []
+    for token in (b"NaN", b"Infinity"):
+        i = piece.find(token)
+        while i != -1:
+            start = i - 1 if token == b"Infinity" and i and piece[i - 1] == 45 else i  # '-'
+            hits.append((start, i + len(token)))
+            i = piece.find(token, i + len(token))
+    hits.sort()
+    return hits
 
 
 class NanToNull:
@@ -37,9 +48,9 @@ class NanToNull:
     strict JSON parser accepts the stream. Text inside strings is never touched.
 
     Chunks are cut just after a ``,`` (which can end neither an escape sequence nor a token), so
-    string state carries over exactly; a chunk without a special token is passed on after
-    counting its unescaped quotes, which keeps the filter close to raw read speed.
-    ``replaced`` counts the rewritten tokens.
+    string state carries over exactly. Whether a token is inside a string is decided by the
+    parity of the unescaped quotes before it, counted with ``bytes.count`` (C speed), so the
+    filter runs close to raw read speed. ``replaced`` counts the rewritten tokens.
     """
 
     def __init__(self, raw: BinaryIO, chunk_size: int = _CHUNK):
@@ -77,24 +88,34 @@ class NanToNull:
             self._out += self._filter(piece)
 
     def _filter(self, piece: bytes) -> bytes:
-        if not any(tok in piece for tok in _SPECIAL_TOKENS):
-            stripped = piece.replace(b"\\\\", b"")
-            quotes = stripped.count(b'"') - stripped.count(b'\\"')
-            if quotes % 2:
-                self._in_string = not self._in_string
-            return piece
         out = bytearray()
         last = 0
-        for m in _SPECIAL.finditer(piece):
-            tok = m.group()
-            if tok == b'"':
-                self._in_string = not self._in_string
-            elif tok[0:1] != b"\\" and not self._in_string:
-                out += piece[last : m.start()] + b"null"
-                last = m.end()
+        for start, end in _tokens(piece):
+            segment = piece[last:start]
+            self._track(segment)
+            out += segment
+            if self._in_string:
+                out += piece[start:end]  # e.g. the word "NaN" inside a caption
+            else:
+                out += b"null"
                 self.replaced += 1
-        out += piece[last:]
+            last = end
+        tail = piece[last:]
+        self._track(tail)
+        out += tail
         return bytes(out)
+
+    def _track(self, segment: bytes) -> None:
+        """Update the in-string state over ``segment`` by the parity of its unescaped quotes.
+
+        Segments never split an escape sequence: they end at a ``,`` or at a NaN/Infinity
+        token and neither can follow a backslash in valid JSON.
+        """
+        if b"\\" in segment:
+            segment = segment.replace(b"\\\\", b"")
+        quotes = segment.count(b'"') - segment.count(b'\\"')
+        if quotes % 2:
+            self._in_string = not self._in_string
 
 
 def _first_byte(raw: BinaryIO) -> tuple[bytes, bytes]:
