@@ -244,6 +244,8 @@ def _sample_at(frame: int, fps: Fraction) -> int:
 
 
 def _audio_graph(shot: Shot, label: str, fps: Fraction) -> str:
+    """The shot's tone, exactly as long as its frames. A windowed shot's tone starts afresh (only
+    the picture keeps its phase; the tone's pitch is what identifies the shot)."""
     samples = _sample_at(shot.end_frame, fps) - _sample_at(shot.start_frame, fps)
     d = f"{samples / AUDIO_RATE + 1.0:.3f}"
     return (
