@@ -29,6 +29,9 @@ def test_folder_mode_lists_videos_recursively(tmp_path):
     assert got["sub__b"].video_uri == str(root / "sub" / "b.MKV")
     assert got["sub__deeper__c d"].raw == {"path": "sub/deeper/c d.webm"}
     assert got["a"].licence == "unspecified" and got["a"].texts == [] and rejects == []
+    # a file:// root gives the same records
+    again, _ = collect(GenericSource(root=f"file://{root}"))
+    assert [r.video_uri for r in again] == [r.video_uri for r in records]
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from longvid.errors import FormatError
 from longvid.ingest.base import Drops
@@ -155,3 +157,24 @@ def test_video_list_without_video_id_column_is_a_format_error(release):
         collect(HowTo100MSource(root=str(release)))
     msg = str(exc.value)
     assert "HowTo100M_v1.csv" in msg and "found ['id', 'category']" in msg and "video_id" in msg
+
+
+_segment = st.tuples(
+    st.integers(0, 40).map(lambda x: x / 2),
+    st.integers(1, 12).map(lambda x: x / 2),
+    st.lists(st.sampled_from(["a", "b", "A", "c"]), min_size=1, max_size=5).map(" ".join),
+).map(lambda t: (t[0], t[0] + t[1], t[2]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(segments=st.lists(_segment, max_size=15))
+def test_dedup_output_is_ordered_and_non_overlapping(segments):
+    out, repeats = dedup_rolling_asr(segments)
+    assert all(s < e for s, e, _ in out)
+    assert all(e0 <= s1 and s0 < s1 for (s0, e0, _), (s1, _, _) in zip(out, out[1:], strict=False))
+    words_in = sum(len(t.split()) for _, _, t in segments)
+    assert sum(len(t.split()) for _, _, t in out) <= words_in
+    assert len(out) + repeats <= len(segments)
+    # every input start is covered: the first output starts at the earliest input start
+    if segments:
+        assert out and out[0][0] == min(s for s, _, _ in segments)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import posixpath
 import re
+import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,15 +158,13 @@ def check_relpath(value: Any, field: str) -> str:
     return norm
 
 
-def is_remote(uri: str) -> bool:
-    return "://" in uri
-
-
 def resolve_root(root: str) -> str:
-    """A release root as used in manifest URIs: local roots become absolute paths (Ray workers
-    run in other directories), remote roots lose a trailing slash."""
-    if is_remote(root):
-        return root.rstrip("/") if not root.endswith("://") else root
+    """A release root as used in manifest URIs: local roots (paths or ``file://``) become
+    absolute paths (Ray workers run in other directories), remote roots lose a trailing slash."""
+    if storage.is_remote(root):
+        return root.rstrip("/")
+    if root.startswith("file://"):
+        root = urllib.parse.unquote(urllib.parse.urlparse(root).path)
     return str(Path(root).expanduser().resolve())
 
 

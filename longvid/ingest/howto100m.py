@@ -72,11 +72,14 @@ def dedup_rolling_asr(
     repeats = 0
     for start, end, text in ordered:
         words = text.split()
-        lowered = [w.lower() for w in words]
+        lowered = text.lower().split()
+        # the largest k with emitted[-k:] == lowered[:k]: try the tail positions holding the
+        # first word, earliest (largest k) first
+        tail = emitted[-len(words) :]
         overlap = 0
-        for k in range(min(len(emitted), len(words)), 0, -1):
-            if emitted[-k:] == lowered[:k]:
-                overlap = k
+        for i, word in enumerate(tail):
+            if word == lowered[0] and tail[i:] == lowered[: len(tail) - i]:
+                overlap = len(tail) - i
                 break
         new_words = words[overlap:]
         if not new_words:
