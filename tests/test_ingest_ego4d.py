@@ -144,6 +144,19 @@ def test_all_passes_keeps_the_second_pass(release):
     assert not any("#" in t.text for r in records for t in r.texts)
 
 
+def test_an_empty_first_pass_falls_back_to_the_second(release):
+    path = release / "v2" / "annotations" / "narration.json"
+    narration = json.loads(path.read_text())
+    narration[UID1]["narration_pass_1"] = {"narrations": [], "summaries": []}
+    path.write_text(json.dumps(narration))
+    records, _ = collect(Ego4DSource(root=str(release)))
+    rec = by_id(records)[UID1]
+    assert texts(rec) == [
+        (1.0, None, "The camera wearer waves at another person", "narration", "narration_pass_2")
+    ]
+    assert rec.raw["narration_passes"] == ["narration_pass_2"]
+
+
 def test_without_narration_file(release):
     records, rejects = collect(Ego4DSource(root=str(release), narration_file=None))
     assert [r.texts for r in records] == [[], []] and len(rejects) == 3

@@ -167,7 +167,12 @@ def _compact_video(video: dict[str, Any], locator: str) -> dict[str, Any]:
 
 
 def _passes(entry: dict[str, Any], cfg: Ego4DSource) -> list[str]:
-    present = [p for p in cfg.narration_passes if isinstance(entry.get(p), dict)]
+    present = [
+        p
+        for p in cfg.narration_passes
+        if isinstance(entry.get(p), dict)
+        and (entry[p].get("narrations") or entry[p].get("summaries"))
+    ]  # an empty first pass does not hide a filled second one
     return present if cfg.all_passes else present[:1]
 
 
