@@ -2,8 +2,10 @@
 
     .venv/bin/python -m bench.bench_loader [--clips 12] [--workers 2] [--repeats 2]
 
-* **loader**: :func:`longvid.training.data.make_loader`, one epoch over the corpus (every clip
-  once), ``--workers`` DataLoader workers, 224 px, frames float-normalised, text tokenised.
+* **loader**: :func:`longvid.training.data.make_loader`, one epoch with every clip ``--passes``
+  times, ``--workers`` DataLoader workers, 224 px, text tokenised; frames float-normalised in
+  the workers (the default) and, second, as uint8 (``frames_dtype: uint8``, normalised later
+  on the GPU).
 * **bare PyAV** (the limit for CPU decoding): the same frames of the same clips (bytes already
   in memory), decoded with PyAV directly — seek to the stored keyframe, decode forward, scale to
   224×224 RGB — nothing else. Measured in one process and in ``--workers`` processes (the
@@ -192,13 +194,14 @@ def _wds_sample(sample):
     return {"key": sample["__key__"], "frames": frames, "caption": sample["txt"]}
 
 
-def run_wds(root: str, workers: int) -> tuple[int, float]:
+def run_wds(root: str, workers: int, passes: int) -> tuple[int, float]:
     import webdataset as wds
 
     index = json.loads(Path(root, "index.json").read_text())
     urls = [str(Path(root, s["url"])) for s in index["shardlist"]]
     ds = (
         wds.WebDataset(urls, shardshuffle=False, empty_check=False)
+        .repeat(passes)
         .map(_wds_sample)
         .batched(2, collation_fn=list)
     )
@@ -301,6 +304,7 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=12)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--passes", type=int, default=4, help="times each clip is in the epoch")
     ap.add_argument("--resume-samples", type=int, default=200_000)
     ap.add_argument("--dir", default=tempfile.gettempdir(), help="scratch space")
     ap.add_argument("--corpus", default=None, help="keep/reuse the corpus in this folder")
@@ -325,37 +329,40 @@ def main() -> None:
             f"{time.perf_counter() - t0:.1f}s; frames per clip {T_MIN}..{T_MAX} at {RES} px"
         )
         if "throughput" in sections:
-            throughput(root, tok, args.workers, args.repeats)
+            throughput(root, tok, args.workers, args.repeats, args.passes)
         if "resume" in sections:
             resume_report(root, tok, args.workers, args.resume_samples)
         if "gpu" in sections:
             gpu_section(root, tok)
 
 
-def throughput(root: str, tok, workers: int, repeats: int) -> None:
-    jobs = bare_jobs(root)
-    cfg = stage(root, workers)
+def throughput(root: str, tok, workers: int, repeats: int, passes: int) -> None:
+    """Every clip ``passes`` times (a long enough epoch that the workers' start and the last
+    batch's wait do not dominate), for each of the pipelines."""
+    jobs = bare_jobs(root) * passes
+    n_clips = len(jobs) // passes
+    cfg = stage(root, workers, num_samples=n_clips * passes)
     for rep in range(repeats):
         n_l, t_l = run_loader(cfg, tok)
-        n_w, t_w = run_wds(root, workers)
+        n_u, t_u = run_loader(cfg.model_copy(update={"frames_dtype": "uint8"}), tok)
+        n_w, t_w = run_wds(root, workers, passes)
         n_b1, t_b1 = run_bare(jobs, 1)
         n_bw, t_bw = run_bare(jobs, workers)
-        assert n_l == n_w == n_b1 == n_bw, (n_l, n_w, n_b1, n_bw)
-        f_l, f_w, f_b1, f_bw = n_l / t_l, n_w / t_w, n_b1 / t_b1, n_bw / t_bw
-        print(f"run {rep + 1}: {n_l} frames per epoch")
-        print(f"  loader ({workers} workers)          {f_l:8.1f} frames/s")
+        assert n_l == n_u == n_w == n_b1 == n_bw, (n_l, n_u, n_w, n_b1, n_bw)
+        f_l, f_u, f_w = n_l / t_l, n_u / t_u, n_w / t_w
+        f_b1, f_bw = n_b1 / t_b1, n_bw / t_bw
+        print(f"run {rep + 1}: {n_l} frames per epoch ({n_clips} clips x {passes})")
         print(
-            f"  bare PyAV, {workers} processes        {f_bw:8.1f} frames/s"
-            f"   loader/bare = {f_l / f_bw:.2f}"
+            f"  loader, float32 ({workers} workers)  {f_l:8.1f} frames/s   "
+            f"/bare = {f_l / f_bw:.2f}   /wds = {f_l / f_w:.2f}"
         )
         print(
-            f"  bare PyAV, 1 process          {f_b1:8.1f} frames/s"
-            f"   loader/bare1 = {f_l / f_b1:.2f}"
+            f"  loader, uint8 ({workers} workers)    {f_u:8.1f} frames/s   "
+            f"/bare = {f_u / f_bw:.2f}   /wds = {f_u / f_w:.2f}"
         )
-        print(
-            f"  stock webdataset ({workers} workers) {f_w:8.1f} frames/s"
-            f"   loader/wds = {f_l / f_w:.2f}"
-        )
+        print(f"  bare PyAV, {workers} processes        {f_bw:8.1f} frames/s")
+        print(f"  bare PyAV, 1 process          {f_b1:8.1f} frames/s")
+        print(f"  stock webdataset ({workers} workers) {f_w:8.1f} frames/s")
 
 
 def resume_report(root: str, tok, workers: int, samples: int) -> None:

@@ -9,7 +9,7 @@ import torch
 
 from longvid.media.decode import decode_at
 from longvid.shards.manifest import SAMPLES_NAME, read_table
-from longvid.training.data import LoaderError, make_loader
+from longvid.training.data import LoaderError, make_loader, normalize_frames
 from longvid.training.data_catalog import load_catalog
 from longvid.training.data_config import MixtureComponent, StageData
 from longvid.training.data_plan import largest_remainder, plan_epoch
@@ -249,3 +249,24 @@ def test_s3_corpus_matches_local(s3_server, loader_corpus_factory, tmp_path):
     for a, b in zip(got["s3"], got["local"], strict=True):
         for fa, fb in zip(a["frames"], b["frames"], strict=True):
             assert torch.equal(fa, fb)
+
+
+def test_uint8_frames_normalise_to_the_float_frames(loader_corpus):
+    cfg = StageData(
+        corpora=[loader_corpus.root],
+        num_samples=4,
+        batch_size=2,
+        t_min=4,
+        t_max=8,
+        resolution=32,
+        num_workers=0,
+        seed=9,
+    )
+    floats = all_batches(make_loader(cfg, 0, 1))
+    raw = all_batches(make_loader(cfg.model_copy(update={"frames_dtype": "uint8"}), 0, 1))
+    assert [b["keys"] for b in raw] == [b["keys"] for b in floats]
+    for a, b in zip(raw, floats, strict=True):
+        for fa, fb in zip(a["frames"], b["frames"], strict=True):
+            assert fa.dtype == torch.uint8 and fb.dtype == torch.float32
+            assert fa.float().std() > 10  # real picture content, not a constant
+            torch.testing.assert_close(normalize_frames(fa, cfg.mean, cfg.std), fb)

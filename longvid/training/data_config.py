@@ -30,6 +30,7 @@ RUNTIME_FIELDS = frozenset(
         "decode_backend",
         "decode_device",
         "decode_threads",
+        "frames_dtype",
         "s3",
     }
 )
@@ -90,6 +91,11 @@ class StageData(Section):
     )
     std: tuple[float, float, float] = Field(
         (0.229, 0.224, 0.225), description="per-channel std that frames are divided by"
+    )
+    frames_dtype: Literal["float32", "uint8"] = Field(
+        "float32",
+        description="float32: normalised in the workers; uint8: raw, normalise on the GPU "
+        "with longvid.training.data.normalize_frames",
     )
     question: str = Field(
         "Describe the video.", description="question of the default conversation (caption only)"

@@ -17,6 +17,7 @@ CUDA cannot be used in forked DataLoader workers.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -104,11 +105,13 @@ class TorchCodecDecoder:
 
 class NvDecDecoder:
     """NVIDIA's NVDEC through PyNvVideoCodec (``pip install pynvvideocodec``; needs a driver
-    that exposes the video decoder). Frames stay on the GPU; resized there. The clip bytes go
-    through a file in ``/dev/shm`` because the decoder opens paths.
+    that exposes the video decoder, ``libnvcuvid``). Frames stay on the GPU and are resized
+    there. The clip bytes go through a file in ``/dev/shm`` because the decoder opens paths; one
+    decoder is reconfigured for every clip (cheaper than a new NVDEC session).
 
-    Frames are chosen by PyNvVideoCodec's time → index mapping, which can differ from the
-    exact pts lookup of the CPU backends by a frame at interval boundaries.
+    The frame shown at ``t`` is index ``floor(t · fps)`` (display order) — exact for the
+    constant-rate clips the build writes. PyNvVideoCodec's own time → index lookup rounds to
+    the nearest frame instead, which is not the frame shown at ``t``.
     """
 
     name = "nvdec"
@@ -125,23 +128,36 @@ class NvDecDecoder:
         self._nvc = nvc
         self.gpu_id = int(device.split(":", 1)[1]) if ":" in device else 0
         self.tmpdir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        self._dec = None
+
+    def _open(self, path: str):
+        if self._dec is None:
+            nvc = self._nvc
+            self._dec = nvc.SimpleDecoder(
+                path,
+                gpu_id=self.gpu_id,
+                use_device_memory=True,
+                output_color_type=nvc.OutputColorType.RGB,
+                max_width=4096,
+                max_height=4096,
+            )
+        else:
+            self._dec.reconfigure_decoder(path)
+        return self._dec
 
     def __call__(self, data, times, size, *, keyframes, uri):
-        nvc = self._nvc
         with tempfile.NamedTemporaryFile(suffix=".mp4", dir=self.tmpdir) as f:
             f.write(data)
             f.flush()
             try:
-                dec = nvc.SimpleDecoder(
-                    f.name,
-                    gpu_id=self.gpu_id,
-                    use_device_memory=True,
-                    output_color_type=nvc.OutputColorType.RGB,
-                )
-                idx = [int(dec.get_index_from_time_in_seconds(float(t))) for t in times]
+                dec = self._open(f.name)
+                meta = dec.get_stream_metadata()
+                fps, count = float(meta.average_fps), int(meta.num_frames)
+                idx = [min(int(math.floor(float(t) * fps + 1e-6)), count - 1) for t in times]
                 decoded = dec.get_batch_frames_by_index(idx)
                 frames = torch.stack([torch.from_dlpack(fr) for fr in decoded])  # [T, H, W, 3]
             except Exception as exc:  # the bindings raise plain RuntimeErrors
+                self._dec = None  # start a fresh session for the next clip
                 raise MediaError(uri, "decode_failed", f"nvdec: {exc}") from None
         return resize_square(frames.permute(0, 3, 1, 2), size)
 
