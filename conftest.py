@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.corpus",
     "tests.fixtures.loader_corpus",
     "tests.fixtures.http",
+    "tests.fixtures.hico",
 ]

@@ -89,16 +89,18 @@ def merge_to_target(
 ) -> tuple[Tensor, Tensor]:
     """Merge [B, N, C] down to [B, target, C]; returns (tokens, sizes [B, target, 1]).
 
-    The metric is recomputed every round from the current (merged) features. Arithmetic runs in
-    at least float32 and the result is cast back to ``x.dtype``."""
+    Same result as repeating ``merge_wavg``, with the metric recomputed every round from the
+    current (merged) features, but cheaper: the rounds carry ``size * x`` and divide once at the
+    end. The metric can come from the weighted sums because cosine similarity ignores each
+    token's positive scale. Arithmetic runs in at least float32; the result has ``x.dtype``."""
     dtype = x.dtype
     work = torch.promote_types(dtype, torch.float32)
-    x = x.to(work)
-    size = torch.ones_like(x[..., :1]) if size is None else size.to(work)
+    size = torch.ones_like(x[..., :1], dtype=work) if size is None else size.to(work)
+    total = x.to(work) * size  # [B, N, C] size-weighted sums
     for r in merge_schedule(x.shape[1], target):
-        plan = bipartite_soft_matching(head_chunk_metric(x, head_chunks), r)
-        x, size = merge_wavg(x, size, plan)
-    return x.to(dtype), size
+        plan = bipartite_soft_matching(head_chunk_metric(total, head_chunks), r)
+        total, size = merge_sum(total, plan), merge_sum(size, plan)
+    return (total / size).to(dtype), size
 
 
 def merge_clips(tokens: Tensor, tokens_per_frame: int, clip_len: int, head_chunks: int) -> Tensor:
