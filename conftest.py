@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.s3",
+    "tests.fixtures.build",
     "tests.fixtures.media",
     "tests.fixtures.corpus",
     "tests.fixtures.loader_corpus",

@@ -27,8 +27,8 @@ from longvid.pipelines import ledger
 from longvid.pipelines.config import BuildConfig, content_hash
 from longvid.pipelines.finalize import finalize
 from longvid.pipelines.inputs import load_input
-from longvid.pipelines.stages import check_stage_list
-from longvid.pipelines.unit_task import run_unit
+from longvid.pipelines.stages import check_stage_list, stage_class
+from longvid.pipelines.unit_task import ModelStageRunner, run_unit, run_unit_cpu, write_payload
 from longvid.pipelines.units import WorkUnit, pack_units
 
 log = logging.getLogger(__name__)
@@ -83,12 +83,10 @@ def _unit_gpus(cfg: BuildConfig) -> float:
     return 0.0
 
 
-def _task(row: dict[str, Any], cfg_json: str, chash: str, root: str) -> dict[str, Any]:
-    cfg = BuildConfig.model_validate_json(cfg_json)
-    records = json.loads(row["records"])
+def _retrying(fn, row: dict[str, Any], cfg: BuildConfig) -> dict[str, Any]:
     for attempt in range(cfg.ray.storage_retries + 1):
         try:
-            return run_unit(row["unit_id"], records, cfg, chash, root)
+            return fn()
         except StorageError:
             # a storage hiccup that outlived boto's own retries: the unit is idempotent, redo it
             if attempt == cfg.ray.storage_retries:
@@ -98,8 +96,35 @@ def _task(row: dict[str, Any], cfg_json: str, chash: str, root: str) -> dict[str
     raise AssertionError("unreachable")
 
 
+def _task(row: dict[str, Any], cfg_json: str, chash: str, root: str) -> dict[str, Any]:
+    cfg = BuildConfig.model_validate_json(cfg_json)
+    records = json.loads(row["records"])
+    return _retrying(lambda: run_unit(row["unit_id"], records, cfg, chash, root), row, cfg)
+
+
+def _cpu_task(row: dict[str, Any], cfg_json: str, chash: str, root: str) -> dict[str, Any]:
+    cfg = BuildConfig.model_validate_json(cfg_json)
+    records = json.loads(row["records"])
+    return _retrying(lambda: run_unit_cpu(row["unit_id"], records, cfg, chash, root), row, cfg)
+
+
+def _write_task(row: dict[str, Any], cfg_json: str, root: str) -> dict[str, Any]:
+    cfg = BuildConfig.model_validate_json(cfg_json)
+    return _retrying(lambda: write_payload(row, cfg, root), row, cfg)
+
+
+def has_model_stages(cfg: BuildConfig) -> bool:
+    return any(stage_class(n).kind == "model" for n in cfg.stages)
+
+
 def run_units(cfg: BuildConfig, pending: list[WorkUnit], chash: str, root: str, on_done) -> None:
-    """Stream ``pending`` through Ray Data; ``on_done(row)`` per finished unit."""
+    """Stream ``pending`` through Ray Data; ``on_done(row)`` per finished unit.
+
+    Without model stages a unit is one task. With them: cpu task → an actor pool that keeps the
+    models loaded (``ray.model_concurrency`` actors with ``ray.model_num_gpus`` each when the
+    cluster has GPUs) → write task. Ray Data retries a task after a system failure (dead worker
+    or node) by itself; every step is idempotent, and the ledger entry is written last.
+    """
     import ray
     import ray.data
 
@@ -109,13 +134,28 @@ def run_units(cfg: BuildConfig, pending: list[WorkUnit], chash: str, root: str, 
     ctx.verbose_stats_logs = False
     items = [{"unit_id": u.unit_id, "records": json.dumps(u.records, default=str)} for u in pending]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
-    fn = functools.partial(_task, cfg_json=cfg.model_dump_json(), chash=chash, root=root)
-    ds = ds.map(
-        fn,
-        num_cpus=cfg.ray.process_num_cpus,
-        num_gpus=_unit_gpus(cfg) or None,
-        concurrency=cfg.ray.concurrency,
-    )  # Ray Data retries a task after a system failure (dead worker or node) by itself
+    cfg_json = cfg.model_dump_json()
+    cpu = {
+        "num_cpus": cfg.ray.process_num_cpus,
+        "num_gpus": _unit_gpus(cfg) or None,
+        "concurrency": cfg.ray.concurrency,
+    }
+    if not has_model_stages(cfg):
+        ds = ds.map(functools.partial(_task, cfg_json=cfg_json, chash=chash, root=root), **cpu)
+    else:
+        has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+        ds = ds.map(functools.partial(_cpu_task, cfg_json=cfg_json, chash=chash, root=root), **cpu)
+        ds = ds.map(
+            ModelStageRunner,
+            fn_constructor_kwargs={"cfg_json": cfg_json, "content_hash": chash},
+            concurrency=cfg.ray.model_concurrency,
+            num_gpus=(cfg.ray.model_num_gpus or None) if has_gpu else None,
+            num_cpus=cfg.ray.process_num_cpus,
+        )
+        ds = ds.map(
+            functools.partial(_write_task, cfg_json=cfg_json, root=root),
+            num_cpus=cfg.ray.process_num_cpus,
+        )
     for row in ds.iter_rows():
         on_done(row)
 

@@ -65,6 +65,17 @@ class UnitsConfig(Section):
     )
 
 
+class ProbeConfig(Section):
+    """Measuring each video before anything else."""
+
+    truncated_tolerance_frames: int = Field(
+        2,
+        ge=0,
+        description="a file whose header lists more frames than it holds, by more than this, "
+        "is a truncated download (rejected)",
+    )
+
+
 class DetectConfig(Section):
     """The one decode pass: shot detection plus cheap per-frame scores, at low resolution."""
 
@@ -152,24 +163,46 @@ class SegmentPolicy(Section):
         return self
 
 
-def _default_policies() -> dict[str, SegmentPolicy]:
-    return {
-        "ego4d": SegmentPolicy(mode="shots"),
-        "howto100m": SegmentPolicy(mode="shots"),
-        "hdvila": SegmentPolicy(mode="source_spans"),
-        "miradata": SegmentPolicy(mode="source_spans"),
-        "webvid": SegmentPolicy(mode="whole", long=False),
-        "generic": SegmentPolicy(mode="shots"),
-    }
+# What differs from the default policy per source (merged over ``segment.default``).
+SOURCE_POLICIES: dict[str, dict[str, Any]] = {
+    "ego4d": {"mode": "shots"},
+    "howto100m": {"mode": "shots"},
+    "hdvila": {"mode": "source_spans"},
+    "miradata": {"mode": "source_spans"},
+    "webvid": {"mode": "whole", "long": False},
+    "generic": {"mode": "shots"},
+}
 
 
 class SegmentConfig(Section):
+    """``default`` plus per-source entries; an entry gives only the keys that differ from
+    ``default`` (without a ``sources`` key, :data:`SOURCE_POLICIES` is used)."""
+
     default: SegmentPolicy = Field(
         default_factory=SegmentPolicy, description="policy for a source not listed under sources"
     )
     sources: dict[str, SegmentPolicy] = Field(
-        default_factory=_default_policies, description="per-source policy, by source name"
+        default_factory=dict,
+        description="per-source policy, by source name: the keys that differ from default",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_over_default(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        default = data.get("default") or {}
+        if isinstance(default, SegmentPolicy):
+            default = default.model_dump()
+        entries = data.get("sources", SOURCE_POLICIES)
+        if not isinstance(entries, dict) or not isinstance(default, dict):
+            return data  # validation reports the wrong type
+        merged: dict[str, Any] = {}
+        for name, entry in entries.items():
+            if isinstance(entry, SegmentPolicy):
+                entry = entry.model_dump(exclude_unset=True)
+            merged[name] = {**default, **entry} if isinstance(entry, dict) else entry
+        return {**data, "sources": merged}
 
     def policy(self, source: str) -> SegmentPolicy:
         return self.sources.get(source, self.default)
@@ -246,6 +279,7 @@ class BuildConfig(Section):
     )
     s3: S3Config = Field(default_factory=S3Config, description="S3 access for inputs and outputs")
     units: UnitsConfig = Field(default_factory=UnitsConfig, description="work units")
+    probe: ProbeConfig = Field(default_factory=ProbeConfig, description="probing")
     detect: DetectConfig = Field(
         default_factory=DetectConfig, description="decode pass and shot detection"
     )
@@ -274,7 +308,17 @@ class BuildConfig(Section):
         return self
 
 
-CONTENT_SECTIONS = ("units", "detect", "segment", "encode", "caption", "shards", "stages", "seed")
+CONTENT_SECTIONS = (
+    "units",
+    "probe",
+    "detect",
+    "segment",
+    "encode",
+    "caption",
+    "shards",
+    "stages",
+    "seed",
+)
 
 
 def content_hash(cfg: BuildConfig) -> str:

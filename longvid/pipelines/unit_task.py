@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import shutil
 import tempfile
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +90,21 @@ def unit_stats(works: list[VideoWork], wall: float) -> dict[str, Any]:
         for r in w.rejects:
             reasons[f"{r.stage}:{r.reason}"] += 1
         stage_seconds.update(w.timings)
+    videos = [
+        {
+            "record_id": w.record_id,
+            "accepted": not w.failed,
+            "samples": len(w.outputs),
+            "duration": None if w.probe is None else round(float(w.probe.duration), 6),
+            "fps": None if w.probe is None else round(float(w.probe.fps), 6),
+            "num_frames": None if w.probe is None else w.probe.num_frames,
+            "cuts": [round(c, 6) for c in w.cuts],
+            "declared_mismatch": w.notes.get("declared", {}).get("mismatch", []),
+        }
+        for w in works
+    ]
     return {
+        "videos": videos,
         "by_source": {s: dict(sorted(c.items())) for s, c in sorted(by_source.items())},
         "stage_seconds": {k: round(v, 4) for k, v in sorted(stage_seconds.items())},
         "reject_reasons": dict(sorted(reasons.items())),
@@ -118,16 +134,27 @@ def write_unit(
             )
     shards = [s.as_dict() for s in writer.shards]
     rejects = [r.as_row() for w in works for r in w.rejects]
+    stats = {**unit_stats(works, wall), "node_id": _node_id()}
     entry = ledger.LedgerEntry(
         unit_id=unit_id,
         record_ids=record_ids,
         shards=shards,
         samples=rows,
         rejects=rejects,
-        stats=unit_stats(works, wall),
+        stats=stats,
     )
     ledger.commit(root, entry)
     return entry
+
+
+def _node_id() -> str | None:
+    """The Ray node that wrote the unit (for the audit and the fault tests)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:  # noqa: BLE001 - lineage only; never fail a unit over it
+        return None
 
 
 def progress_row(entry: ledger.LedgerEntry, skipped: bool = False) -> dict[str, Any]:
@@ -141,27 +168,106 @@ def progress_row(entry: ledger.LedgerEntry, skipped: bool = False) -> dict[str, 
     }
 
 
+def committed_row(root: str, unit_id: str) -> dict[str, Any] | None:
+    """The progress row of a unit that is already committed (a retried task), else None."""
+    existing = ledger.read_entry(root, unit_id)
+    if existing is not None and ledger.entry_intact(root, existing):
+        return progress_row(existing, skipped=True)
+    return None
+
+
 def run_unit(
     unit_id: str, records: list[dict[str, Any]], cfg: BuildConfig, content_hash: str, root: str
 ) -> dict[str, Any]:
     """The whole unit in one task (no model stages): stages, shards, ledger entry."""
     storage.configure(cfg.s3)
-    existing = ledger.read_entry(root, unit_id)
-    if existing is not None and ledger.entry_intact(root, existing):
-        return progress_row(existing, skipped=True)  # a retry of a unit that already committed
+    done = committed_row(root, unit_id)
+    if done is not None:
+        return done
     started = time.perf_counter()
     work_dir = Path(tempfile.mkdtemp(prefix=f"longvid-{unit_id}-", dir=cfg.work_dir))
     try:
         ctx = make_context(cfg, content_hash, work_dir)
         works = process_records(records, ctx)
-        entry = write_unit(
-            root,
-            unit_id,
-            [r["record_id"] for r in records],
-            works,
-            cfg,
-            time.perf_counter() - started,
-        )
+        record_ids = [r["record_id"] for r in records]
+        entry = write_unit(root, unit_id, record_ids, works, cfg, time.perf_counter() - started)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+    return progress_row(entry)
+
+
+# --- the same unit split over three Ray stages, when the config lists model stages -----------
+# cpu task (stages of kind "cpu") → actor pool holding the models (kind "model") → write task.
+# Between them a unit travels as one pickled payload; a unit already committed travels as its
+# progress row only.
+
+
+@dataclass
+class UnitPayload:
+    unit_id: str
+    record_ids: list[str]
+    works: list[VideoWork]
+    seconds: float  # task time so far (for the unit's wall time)
+
+
+def run_unit_cpu(
+    unit_id: str, records: list[dict[str, Any]], cfg: BuildConfig, content_hash: str, root: str
+) -> dict[str, Any]:
+    storage.configure(cfg.s3)
+    done = committed_row(root, unit_id)
+    if done is not None:
+        return {"unit_id": unit_id, "payload": b"", "done": json.dumps(done)}
+    started = time.perf_counter()
+    work_dir = Path(tempfile.mkdtemp(prefix=f"longvid-{unit_id}-", dir=cfg.work_dir))
+    try:
+        works = process_records(records, make_context(cfg, content_hash, work_dir))
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    for w in works:
+        w.ctx = None  # type: ignore[assignment]  # rebuilt by the next stage's process
+    payload = UnitPayload(
+        unit_id, [r["record_id"] for r in records], works, time.perf_counter() - started
+    )
+    return {"unit_id": unit_id, "payload": pickle.dumps(payload, protocol=5), "done": ""}
+
+
+class ModelStageRunner:
+    """A Ray Data actor: builds the model stages once (models stay loaded across units) and runs
+    them over every accepted video of each unit that passes through."""
+
+    def __init__(self, cfg_json: str, content_hash: str):
+        self.cfg = BuildConfig.model_validate_json(cfg_json)
+        storage.configure(self.cfg.s3)
+        self.work_dir = Path(tempfile.mkdtemp(prefix="longvid-model-", dir=self.cfg.work_dir))
+        self.ctx = make_context(self.cfg, content_hash, self.work_dir)
+        self.stages = build_stages(self.ctx, "model")
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        if row["done"]:
+            return row
+        started = time.perf_counter()
+        payload: UnitPayload = pickle.loads(row["payload"])
+        for w in payload.works:
+            w.ctx = self.ctx
+            if not w.failed:
+                run_stages(w, self.stages)
+            w.ctx = None  # type: ignore[assignment]
+        payload.seconds += time.perf_counter() - started
+        return {**row, "payload": pickle.dumps(payload, protocol=5)}
+
+
+def write_payload(row: dict[str, Any], cfg: BuildConfig, root: str) -> dict[str, Any]:
+    if row["done"]:
+        return json.loads(row["done"])
+    storage.configure(cfg.s3)
+    started = time.perf_counter()
+    payload: UnitPayload = pickle.loads(row["payload"])
+    entry = write_unit(
+        root,
+        payload.unit_id,
+        payload.record_ids,
+        payload.works,
+        cfg,
+        payload.seconds + time.perf_counter() - started,
+    )
     return progress_row(entry)

@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from longvid.errors import MediaError
 from longvid.media.probe import probe
 from longvid.pipelines.stages.base import Stage
 from longvid.pipelines.work import VideoWork
@@ -54,7 +55,15 @@ class Probe(Stage):
 
     def __call__(self, work: VideoWork) -> VideoWork:
         assert work.path is not None, "the unit runner fetches the file before the stages"
-        work.probe = probe(work.path)
+        work.probe = p = probe(work.path)
+        listed = p.container_frames
+        if listed is not None and listed - p.num_frames > self.cfg.probe.truncated_tolerance_frames:
+            raise MediaError(
+                work.uri,
+                "truncated",
+                f"the header lists {listed} frames ({p.container_duration or 0:.3f} s) but the "
+                f"file holds {p.num_frames} ({p.duration:.3f} s): an incomplete download",
+            )
         work.input_checksum = head_tail_sha256(work.path)
         work.notes["declared"] = compare_declared(work.record, work.probe)
         work.notes["probe_notes"] = list(work.probe.notes)
