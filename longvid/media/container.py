@@ -24,7 +24,8 @@ import av.video.stream
 
 from longvid.errors import MediaError
 
-#: Anything ``probe``/``decode`` accept: a local path, the file's bytes, or a seekable file object.
+#: What ``probe``/``decode`` accept: a local path, the file's bytes, or a seekable binary file
+#: object (read from its start).
 Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
 # A frame's timestamp is compared against a requested time with this slack, so that a time that
@@ -76,6 +77,7 @@ def _ffmpeg_target(src: Source) -> str | BinaryIO:
         return io.BytesIO(bytes(src))
     if source_size(src) == 0:
         raise MediaError(name, "unreadable", "empty input (0 bytes)")
+    src.seek(0)  # libavformat addresses the object from its start
     return src
 
 

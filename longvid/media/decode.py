@@ -333,8 +333,6 @@ class FrameSampler:
     ):
         if keyframes is None:
             keyframes = scan_keyframes(src)
-            if hasattr(src, "seek"):
-                src.seek(0)  # type: ignore[union-attr]
         self._stack = ExitStack()
         container, stream, name = self._stack.enter_context(open_video(src))
         self.name = name
