@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.loader_corpus",
     "tests.fixtures.http",
     "tests.fixtures.hico",
+    "tests.fixtures.annotate",
 ]

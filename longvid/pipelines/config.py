@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from longvid.annotate.config import AnnotateConfig
 from longvid.config import RayConfig, S3Config, Section
 from longvid.errors import ConfigError
 from longvid.ingest.config import SourceConfig
@@ -290,6 +291,9 @@ class BuildConfig(Section):
         default_factory=EncodeConfig, description="cut profiles per bucket"
     )
     caption: CaptionConfig = Field(default_factory=CaptionConfig, description="main caption")
+    annotate: AnnotateConfig = Field(
+        default_factory=AnnotateConfig, description="annotation stages (longvid.annotate)"
+    )
     shards: ShardsConfig = Field(default_factory=ShardsConfig, description="WebDataset shards")
     stages: list[str] = Field(
         ["probe", "scan", "segment", "cut"],
@@ -315,6 +319,7 @@ CONTENT_SECTIONS = (
     "segment",
     "encode",
     "caption",
+    "annotate",
     "shards",
     "stages",
     "seed",

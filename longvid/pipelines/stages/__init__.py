@@ -30,6 +30,11 @@ REQUIRED_ORDER = ("probe", "scan", "segment", "cut")
 def stage_class(name: str) -> type[Stage]:
     if name in STAGES:
         return STAGES[name]
+    # the annotation stages, looked up lazily: longvid.annotate.stages imports this package
+    from longvid.annotate.stages import STAGES as ANNOTATE_STAGES
+
+    if name in ANNOTATE_STAGES:
+        return ANNOTATE_STAGES[name]
     if ":" in name:
         module, _, attr = name.partition(":")
         try:
@@ -39,7 +44,8 @@ def stage_class(name: str) -> type[Stage]:
         if isinstance(cls, type) and issubclass(cls, Stage):
             return cls
         raise ConfigError(f"stages: {name!r} is not a Stage class")
-    raise ConfigError(f"stages: unknown stage {name!r} (known: {', '.join(STAGES)})")
+    known = ", ".join([*STAGES, *ANNOTATE_STAGES])
+    raise ConfigError(f"stages: unknown stage {name!r} (known: {known})")
 
 
 def check_stage_list(names: list[str]) -> None:

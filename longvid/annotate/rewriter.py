@@ -1,0 +1,97 @@
+"""Optional LLM rewriter: rephrases the template questions with a local transformers causal LM.
+
+Only questions change. Their answers and ``check`` facts stay exactly as generated, and a
+rewrite is used only when it keeps every quoted phrase and every number of the template
+question verbatim (so the question still asks about the same events and times); otherwise the
+template stays. Decoding is greedy, so the same model gives the same rewrites.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from longvid.annotate.config import RewriteConfig
+from longvid.annotate.embed import resolve_device
+from longvid.annotate.qa import QAItem
+from longvid.errors import ConfigError, NotFoundError
+
+_QUOTED = re.compile(r'"([^"]+)"')
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def keeps_facts(original: str, rewrite: str) -> bool:
+    """Whether ``rewrite`` is usable: non-empty, not absurdly long, and every quoted phrase and
+    number of ``original`` appears in it verbatim."""
+    if not rewrite or len(rewrite) > 3 * len(original) + 40 or rewrite == original:
+        return False
+    needed = _QUOTED.findall(original) + _NUMBER.findall(original)
+    return all(n in rewrite for n in needed)
+
+
+def first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return " ".join(line.split())
+    return ""
+
+
+class Rewriter:
+    """``rewrite(items)`` rephrases questions in place; ``lineage()`` says how."""
+
+    def __init__(self, cfg: RewriteConfig):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if not cfg.model_path:
+            raise ConfigError("annotate.rewrite.model_path is required for the qa_rewrite stage")
+        p = Path(cfg.model_path)
+        if not (p / "config.json").is_file():
+            raise NotFoundError(f"{p}: no language model here (expected a save_pretrained dir)")
+        if "{question}" not in cfg.prompt:
+            raise ConfigError("annotate.rewrite.prompt must contain {question}")
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
+            self.model = AutoModelForCausalLM.from_pretrained(str(p), local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{p}: cannot load the rewriter: {exc}") from None
+        self.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model.to(self.device).eval()
+        self.tried = self.used = 0
+
+    def decoding(self) -> dict[str, Any]:
+        return {"do_sample": False, "num_beams": 1, "max_new_tokens": self.cfg.max_new_tokens}
+
+    def generate(self, prompts: Sequence[str]) -> list[str]:
+        import torch
+
+        out: list[str] = []
+        for i in range(0, len(prompts), self.cfg.batch_size):
+            batch = list(prompts[i : i + self.cfg.batch_size])
+            enc = self.tokenizer(batch, return_tensors="pt", padding=True).to(self.device)
+            with torch.inference_mode():
+                ids = self.model.generate(**enc, **self.decoding(),
+                                          pad_token_id=self.tokenizer.pad_token_id)
+            new = ids[:, enc["input_ids"].shape[1]:]
+            out += [first_line(t) for t in self.tokenizer.batch_decode(new,
+                                                                      skip_special_tokens=True)]
+        return out
+
+    def rewrite(self, items: list[QAItem]) -> None:
+        prompts = [self.cfg.prompt.format(question=it.question) for it in items]
+        for it, new in zip(items, self.generate(prompts), strict=True):
+            self.tried += 1
+            if keeps_facts(it.question, new):
+                it.question, it.rewritten = new, True
+                self.used += 1
+
+    def lineage(self) -> dict[str, Any]:
+        from importlib.metadata import version
+
+        return {"model_path": self.cfg.model_path, "prompt": self.cfg.prompt,
+                "decoding": self.decoding(), "transformers": version("transformers")}
