@@ -473,6 +473,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     args.device = torch.device(args.device)
+    if args.device.type == "cuda" and args.device.index is None:
+        args.device = torch.device("cuda", torch.cuda.current_device())  # the cap needs an index
     args.dtype = torch.bfloat16 if args.device.type == "cuda" else torch.float32
     return args
 
