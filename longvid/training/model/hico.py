@@ -365,6 +365,9 @@ class HiCoModel(nn.Module):
         hf_config = AutoConfig.from_pretrained(str(d / LLM_DIR), local_files_only=True)
         model = cls(cfg, tokenizer, hf_config=hf_config, load_weights=False)
         load_model(model, str(d / WEIGHTS_FILE), strict=True)
-        model.to(device=device, dtype=dtype) if dtype is not None else model.to(device)
+        if dtype is None:
+            model.to(device)
+        else:
+            model.to(device=device, dtype=dtype)
         model.eval()
         return model
