@@ -14,7 +14,7 @@ clip and the long sample it lies in are related by construction, not duplicates.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,9 +121,35 @@ def corpus_duplicates(rows: Sequence[dict[str, Any]], cfg: FiltersConfig) -> lis
 
 def apply_duplicates(rows: list[dict[str, Any]], cfg: FiltersConfig
                      ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(rows kept, reject rows of the duplicates)."""
+    """(rows kept, reject rows). A video all of whose samples are duplicates becomes one
+    record-level reject row (as any rejected video is), else one row per duplicate sample."""
     dups = {d.key: d for d in corpus_duplicates(rows, cfg)}
+    if not dups:
+        return list(rows), []
     kept = [r for r in rows if r["key"] not in dups]
-    rejects = [dups[r["key"]].reject_row(r, cfg.near_duplicate_cosine)
-               for r in rows if r["key"] in dups]
+    left = {r.get("record_id") for r in kept}
+    rejects: list[dict[str, Any]] = []
+    folded: set[Any] = set()
+    for r in sorted(rows, key=lambda r: r["key"]):
+        if r["key"] not in dups:
+            continue
+        d, rid = dups[r["key"]], r.get("record_id")
+        if rid in left:
+            rejects.append(d.reject_row(r, cfg.near_duplicate_cosine))
+        elif rid not in folded:
+            folded.add(rid)
+            n = sum(1 for x in rows if x.get("record_id") == rid)
+            row = d.reject_row(r, cfg.near_duplicate_cosine)
+            row["locator"] = _extra(r).get("locator") or str(rid)
+            row["detail"] = f"{rid}: all {n} samples are duplicates; first: {row['detail']}"
+            rejects.append(row)
     return kept, rejects
+
+
+def corpus_filter(cfg: Any) -> Callable[[list[dict[str, Any]]], tuple[list, list]] | None:
+    """The build's corpus-wide filter for a build config: None unless the ``filter`` stage runs
+    and a duplicate filter is on."""
+    f = cfg.annotate.filters
+    if "filter" not in cfg.stages or not (f.exact_duplicates or f.near_duplicate_cosine):
+        return None
+    return lambda rows: apply_duplicates(rows, f)

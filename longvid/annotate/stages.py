@@ -147,7 +147,9 @@ class SampleFilter(Stage):
             meta = read_meta(out)
             scores = sample_scores(meta, out.members["mp4"])
             meta["scores"] = scores
-            out.row.setdefault("extra", {})["scores"] = scores
+            extra = out.row.setdefault("extra", {})
+            extra["scores"] = scores
+            extra["locator"] = work.record.get("locator")  # for a corpus-level reject row
             write_meta(out, meta)
             hit = cheap_filter(scores, cfg)
             if hit is not None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from longvid import storage
+from longvid.annotate.dedup import corpus_filter
 from longvid.errors import LongvidError, StorageError
 from longvid.pipelines import ledger
 from longvid.pipelines.config import BuildConfig, content_hash
@@ -246,7 +247,7 @@ def run_build(cfg: BuildConfig, *, restart: bool = False) -> BuildResult:
         "ray_address": ray_address(cfg) if pending else None,
         "source_seconds_this_run": round(progress.source_seconds, 3),
     }
-    summary = finalize(root, units, entries, inp.rejects_uri, run)
+    summary = finalize(root, units, entries, inp.rejects_uri, run, corpus_filter(cfg))
     timings["finalize"] = time.monotonic() - t
     summary["run"]["driver_seconds"] = {k: round(v, 3) for k, v in timings.items()}
     summary["run"]["wall_seconds"] = round(time.monotonic() - started, 3)

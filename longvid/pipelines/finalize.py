@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from longvid import storage
@@ -27,26 +28,59 @@ def finalize(
     entries: dict[str, ledger.LedgerEntry],
     ingest_rejects_uri: str | None,
     run: dict[str, Any],
+    corpus_filter: Callable[[list[dict[str, Any]]], tuple[list, list]] | None = None,
 ) -> dict[str, Any]:
-    """Write the corpus tables from the committed entries (in unit order) and the summary."""
+    """Write the corpus tables from the committed entries (in unit order) and the summary.
+
+    ``corpus_filter`` (rows → kept rows, reject rows) is applied to the whole corpus's sample
+    rows first: filters that need every sample at once (duplicates, longvid.annotate.dedup)."""
     committed = [entries[u.unit_id] for u in units if u.unit_id in entries]
     shards = [ShardInfo.from_dict(s) for e in committed for s in e.shards]
     write_index(root, shards, name="longvid")
     samples = [row for e in committed for row in e.samples]
+    corpus_rejects: list[dict[str, Any]] = []
+    if corpus_filter is not None:
+        samples, corpus_rejects = corpus_filter(samples)
     write_table(storage.join(root, "samples.parquet"), samples, SAMPLES_SCHEMA)
     ingest_rejects: list[dict[str, Any]] = []
     if ingest_rejects_uri:
         ingest_rejects = read_table(ingest_rejects_uri).to_pylist()
     build_rejects = [r for e in committed for r in e.rejects]
     write_table(
-        storage.join(root, "rejects.parquet"), ingest_rejects + build_rejects, REJECTS_SCHEMA
+        storage.join(root, "rejects.parquet"),
+        ingest_rejects + build_rejects + corpus_rejects,
+        REJECTS_SCHEMA,
     )
     summary = summarize(units, committed, ingest_rejects, shards, run)
+    if corpus_rejects:
+        apply_corpus_rejects(summary, corpus_rejects, len(samples))
     storage.write_bytes(
         storage.join(root, SUMMARY_NAME),
         (json.dumps(summary, indent=1, sort_keys=True) + "\n").encode(),
     )
     return summary
+
+
+def apply_corpus_rejects(
+    summary: dict[str, Any], rejects: list[dict[str, Any]], samples: int
+) -> None:
+    """Count the corpus filter's rejects in the summary: a record-level row (no ``#`` in its
+    locator) moves its video from accepted to rejected, a sample-level row is a sample reject."""
+    summary["samples"] = samples
+    reasons = Counter(summary["rejects_by_reason"])
+    for r in rejects:
+        reasons[f"{r['stage']}:{r['reason']}"] += 1
+        counts = summary["by_source"].setdefault(r["source"], {})
+        if "#" in (r["locator"] or ""):
+            summary["sample_rejects"] += 1
+            counts["sample_rejects"] = counts.get("sample_rejects", 0) + 1
+        else:
+            summary["records"]["accepted"] -= 1
+            summary["records"]["rejected"] += 1
+            counts["accepted"] = counts.get("accepted", 0) - 1
+            counts["rejected"] = counts.get("rejected", 0) + 1
+    summary["rejects_by_reason"] = dict(reasons.most_common())
+    summary["corpus_filter_rejects"] = len(rejects)
 
 
 def summarize(
