@@ -16,6 +16,7 @@ from longvid.errors import LongvidError
 # name → module that registers it, in the order shown by --help
 COMMANDS: dict[str, str] = {
     "build": "longvid.pipelines.cli",
+    "export": "longvid.annotate.export",
     "infer": "longvid.training.infer",
     "ingest": "longvid.ingest.cli",
     "sample-corpus": "longvid.sample_corpus",
