@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,9 @@ def prefill_flops(cfg: Any, length: int) -> float:
 
 
 @torch.no_grad()
-def run_once(model: HiCoModel, frames: int, prompt_ids: torch.Tensor, seed: int = 0) -> Run:
+def run_once(
+    model: HiCoModel, frames: int, prompt_ids: torch.Tensor, seed: int = 0, memory: bool = True
+) -> Run:
     """Encoder (+ merge) over random clips made chunk by chunk on the device, projector, prefill."""
     device, cfg = model.device, model.cfg
     enc_cfg = cfg.encoder
@@ -154,7 +157,8 @@ def run_once(model: HiCoModel, frames: int, prompt_ids: torch.Tensor, seed: int 
     gen = torch.Generator(device=device).manual_seed(seed)
     t_enc = t_merge = 0.0
     feats = []
-    with PeakMemory(device) as mem:
+    # on CPU the RSS sampler is a thread that competes for the cores: timed runs go without it
+    with PeakMemory(device) if memory or device.type == "cuda" else nullcontext() as mem:
         sync(device)
         start = time.perf_counter()
         for i in range(0, clips, enc_cfg.clips_per_batch):
@@ -201,7 +205,7 @@ def run_once(model: HiCoModel, frames: int, prompt_ids: torch.Tensor, seed: int 
         projector_s=t_proj,
         prefill_s=t_prefill,
         total_s=total,
-        peak_mb=mem.peak_bytes / 2**20,
+        peak_mb=mem.peak_bytes / 2**20 if mem is not None else float("nan"),
         prefill_tflops=prefill_flops(model.llm.config, length) / t_prefill / 1e12,
     )
 
@@ -287,16 +291,18 @@ def _measure_here(args, dense: bool, frames: int, repeats: int, tokenizer=None) 
     if args.device.type == "cpu":
         # RSS only shows memory the heap had to grow for, so the memory figure comes from a
         # first run on this fresh process's heap; the timed runs follow it
-        cold_peak = run_once(model, frames, prompt).peak_mb
+        cold = run_once(model, frames, prompt)
+        if repeats == 0:  # memory only (the fit search)
+            return cold
     else:
         warm = min(frames, args.frames[0])
         run_once(model, warm, prompt_for(tokenizer, warm))  # lazy init, kernels, allocator
     best = None
-    for r in range(repeats):
-        run = run_once(model, frames, prompt, seed=r)
+    for r in range(max(repeats, 1)):
+        run = run_once(model, frames, prompt, seed=r, memory=args.device.type == "cuda")
         best = run if best is None or run.total_s < best.total_s else best
     if args.device.type == "cpu":
-        best.peak_mb = cold_peak
+        best.peak_mb = cold.peak_mb
     return best
 
 
@@ -333,7 +339,7 @@ def cost_runs(args) -> list[Run]:
 def fits(args, dense: bool, frames: int) -> tuple[bool, Run | None]:
     run = None
     try:
-        run = measure(args, dense, frames, 1)
+        run = measure(args, dense, frames, 0)
     except torch.OutOfMemoryError:
         pass
     if run is None:  # out of memory: free what the failed attempt held, outside the except
