@@ -25,6 +25,7 @@ How the rules hold (see ``shared/docs/DESIGN.md``, "Streaming loader rules"):
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -337,7 +338,7 @@ class StatefulLoader:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         loader = self.dataloader()
         epoch = self.epoch
-        for batch in loader:
+        for batch in _start_workers(loader):
             if batch["epoch"] != epoch or batch["step"] != self.step:
                 raise LoaderError(
                     f"loader out of order: expected epoch {epoch} step {self.step}, got "
@@ -412,6 +413,25 @@ class StatefulLoader:
             )
         self.epoch, self.step = epoch, consumed // plan.global_batch
         self.substituted = int(state.get("substituted", 0))
+
+
+def _start_workers(loader: DataLoader) -> Iterator[dict[str, Any]]:
+    """``iter(loader)``, forking its workers with the garbage collector's view frozen.
+
+    A forked worker inherits every object of the training process, garbage included. Left to
+    its own collector, a worker may finalise an inherited DataLoader iterator or queue (from an
+    earlier epoch or loader) and deadlock on a lock whose owner thread did not survive the fork.
+    So: collect here first, then freeze what exists, so the workers' collections skip all of it
+    (which also keeps the catalog's pages shared instead of copied on write).
+    """
+    if loader.num_workers == 0:
+        return iter(loader)
+    gc.collect()
+    gc.freeze()
+    try:
+        return iter(loader)  # the multiprocessing iterator forks all workers here
+    finally:
+        gc.unfreeze()
 
 
 def _worker_init(worker_id: int) -> None:
