@@ -24,7 +24,8 @@ from longvid.training.data_sampling import frame_count, midpoint_times
 
 VIDEO_EXT = "mp4"
 META_EXT = "json"
-# Keyframe times of the clip in KEY.json, under the first of these names that is present.
+# Keyframe times of the clip in KEY.json (in its "clip" object, or at the top level), under the
+# first of these names that is present.
 KEYFRAME_FIELDS = ("keyframes", "keyframe_times", "keyframe_pts")
 
 
@@ -74,10 +75,14 @@ def read_members(row: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
 
 
 def keyframes_of(meta: dict[str, Any]) -> list[float] | None:
-    for name in KEYFRAME_FIELDS:
-        value = meta.get(name)
-        if isinstance(value, list) and value and all(isinstance(v, int | float) for v in value):
-            return [float(v) for v in value]
+    """The clip's keyframe times from ``KEY.json`` (the build writes them under ``clip``);
+    None when absent, and then the decoder finds them with one extra demux pass."""
+    clip = meta.get("clip")
+    for where in (clip if isinstance(clip, dict) else {}, meta):
+        for name in KEYFRAME_FIELDS:
+            value = where.get(name)
+            if isinstance(value, list) and value and all(isinstance(v, int | float) for v in value):
+                return [float(v) for v in value]
     return None
 
 
