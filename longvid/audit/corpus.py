@@ -1,0 +1,128 @@
+"""Everything a built corpus root holds besides the shard bytes, read once by the audit driver.
+
+A root written by ``longvid build`` has ``index.json``, ``samples.parquet``, ``rejects.parquet``,
+``summary.json``, ``ledger/*.json`` and, when the build ingested its sources itself,
+``ingest/`` (manifest, rejects and summary of the ingest). Only the first two are required; the
+rest make the accounting and run sections richer and are reported as absent when missing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import pyarrow as pa
+
+from longvid import storage
+from longvid.errors import FormatError, NotFoundError
+from longvid.pipelines import ledger
+from longvid.shards import ShardIndex, read_index, read_table
+from longvid.shards.manifest import SAMPLES_NAME
+
+REJECTS_NAME = "rejects.parquet"
+SUMMARY_NAME = "summary.json"
+INGEST_DIR = "ingest"
+
+
+@dataclass
+class Corpus:
+    """The tables of one built corpus (``samples`` and ``rejects`` as lists of row dicts)."""
+
+    root: str
+    index: ShardIndex
+    samples: list[dict[str, Any]]
+    rejects: list[dict[str, Any]]
+    summary: dict[str, Any] | None = None
+    ingest_summary: dict[str, Any] | None = None
+    manifest: list[dict[str, Any]] | None = None  # ingest/manifest.parquet rows (no texts)
+    ledger_records: dict[str, str] = field(default_factory=dict)  # record id → unit id
+    ledger_videos: list[dict[str, Any]] = field(default_factory=list)  # per probed video
+    shard_files: list[str] | None = None  # every file under shards/ (relative urls)
+
+    @cached_property
+    def extras(self) -> list[dict[str, Any]]:
+        """The ``extra`` JSON of each sample row, parsed once (``{}`` when absent or
+        unreadable)."""
+        return [parse_extra(r.get("extra")) for r in self.samples]
+
+
+def parse_extra(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    if not value:
+        return {}
+    try:
+        out = json.loads(value)
+    except (TypeError, ValueError):
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+def _json(uri: str) -> dict[str, Any] | None:
+    try:
+        data = storage.read_bytes(uri)
+    except NotFoundError:
+        return None
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise FormatError(f"{uri}: not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise FormatError(f"{uri}: expected a JSON object")
+    return doc
+
+
+def _rows(uri: str, columns: list[str] | None = None) -> list[dict[str, Any]] | None:
+    try:
+        table = read_table(uri)
+    except NotFoundError:
+        return None
+    if columns is not None:
+        table = table.select([c for c in columns if c in table.column_names])
+    return table.to_pylist()
+
+
+MANIFEST_COLUMNS = [
+    "record_id", "source", "video_id", "declared_duration", "declared_fps", "declared_width",
+    "declared_height", "licence", "locator", "raw",
+]
+
+
+def load_corpus(root: str) -> Corpus:
+    """Read the tables of the corpus at ``root`` (folder or ``s3://`` prefix).
+
+    Raises NotFoundError naming the root when ``index.json`` or ``samples.parquet`` is missing
+    (it is not a built corpus), FormatError when one of the files does not parse.
+    """
+    try:
+        index = read_index(root)
+    except NotFoundError:
+        raise NotFoundError(
+            f"{root}: no index.json there; not a corpus written by `longvid build`"
+        ) from None
+    samples_uri = storage.join(root, SAMPLES_NAME)
+    try:
+        table: pa.Table = read_table(samples_uri)
+    except NotFoundError:
+        raise NotFoundError(f"{samples_uri}: missing; not a finished `longvid build` output") from None
+    rejects = _rows(storage.join(root, REJECTS_NAME)) or []
+    corpus = Corpus(root=root, index=index, samples=table.to_pylist(), rejects=rejects)
+    corpus.summary = _json(storage.join(root, SUMMARY_NAME))
+    corpus.ingest_summary = _json(storage.join(root, INGEST_DIR, "ingest_summary.json"))
+    corpus.manifest = _rows(storage.join(root, INGEST_DIR, "manifest.parquet"), MANIFEST_COLUMNS)
+    for unit_id, entry in sorted(ledger.committed_units(root).items()):
+        for rid in entry.record_ids:
+            corpus.ledger_records[rid] = unit_id
+        corpus.ledger_videos.extend(entry.stats.get("videos", []))
+    base = storage.join(root, ledger.SHARDS_DIR)
+    try:
+        files = storage.list_files(base)
+    except NotFoundError:
+        files = []
+    prefix = base.rstrip("/") + "/"
+    corpus.shard_files = sorted(
+        f"{ledger.SHARDS_DIR}/{f[len(prefix):]}" for f in files if f.startswith(prefix)
+    )
+    return corpus
