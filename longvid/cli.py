@@ -15,6 +15,7 @@ from longvid.errors import LongvidError
 
 # name → module that registers it, in the order shown by --help
 COMMANDS: dict[str, str] = {
+    "audit": "longvid.pipelines.audit_cli",
     "build": "longvid.pipelines.cli",
     "export": "longvid.annotate.export",
     "infer": "longvid.training.infer",
