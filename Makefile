@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test lint bench clean setup
+.PHONY: demo test lint bench clean setup sysdeps
 
 setup: $(STAMP)
 
@@ -22,7 +22,15 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(BIN)/ruff check longvid tests bench
 
-test: $(STAMP)
+# System packages the tests need: Debian's chromium (the audit report is opened in it headless).
+# Does nothing when chromium is already on PATH.
+sysdeps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium (Debian package) for the audit report test"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+test: $(STAMP) sysdeps
 	$(BIN)/ruff check longvid tests bench
 	$(BIN)/python -m pytest -q
 
