@@ -124,6 +124,8 @@ def decode_problem(data: bytes, want_frames: int | None, tolerance: int,
             errors = it.decode_errors
     except LongvidError as exc:
         return str(exc)
+    except Exception as exc:  # whatever the decoder throws, the clip is bad
+        return f"{type(exc).__name__}: {exc}"
     if errors:
         return f"{errors} packet(s) failed to decode ({n} frames decoded)"
     if want_frames is not None and abs(n - int(want_frames)) > tolerance:

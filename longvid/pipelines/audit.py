@@ -85,10 +85,12 @@ def _task(item: dict[str, Any], root: str, opts_json: str, s3_json: str) -> dict
     rows = json.loads(item["rows"])
     try:
         out = audit_shard(root, info, rows, json.loads(opts_json))
-    except LongvidError as exc:  # e.g. access denied: a finding about this shard, not a crash
+    except Exception as exc:  # e.g. access denied: this shard fails, the job goes on
+        why = str(exc) if isinstance(exc, LongvidError) else f"{type(exc).__name__}: {exc}"
         out = {"url": info["url"], "facts": [], "decoded": 0, "bytes": 0, "seconds": 0.0,
                "embedding_model": None,
-               "problems": [problem(info["url"], None, "unreadable_shard", str(exc))]}
+               "problems": [problem(info["url"], None, "unreadable_shard",
+                                    f"{storage.join(root, info['url'])}: {why}")]}
     return {"result": json.dumps(out, default=str)}
 
 
