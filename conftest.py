@@ -8,5 +8,6 @@ pytest_plugins = [
     "tests.fixtures.loader_corpus",
     "tests.fixtures.http",
     "tests.fixtures.hico",
+    "tests.fixtures.built",
     "tests.fixtures.annotate",
 ]
