@@ -201,9 +201,10 @@ def accounting_html(r: dict[str, Any]) -> str:
                            v["rejects_in_table"], v["inputs"] == v["accepted"] + v["rejected"])
                           for s, v in ing["by_source"].items()]))
     else:
+        carried = ", ".join(f"{k} {v}" for k, v in ing.get("rejects_in_table", {}).items())
         out.append('<p class="note">The build read a manifest made elsewhere (no ingest/ under '
                    "the root); ingest rejects carried into rejects.parquet: "
-                   f"{escape(json.dumps(ing.get('rejects_in_table', {})))}</p>")
+                   f"{escape(carried or 'none')}.</p>")
     b = acc["build"]
     out.append("<h3>Build: manifest records → accepted + rejected</h3>")
     out.append(table(["source", "records", "accepted", "rejected", "lost", "doubled", "samples",
