@@ -118,7 +118,7 @@ def test_decoding_after_a_drop_uses_renumbered_positions(make_tiny_model, hico_t
             tok = logits.argmax(-1, keepdim=True)
             assert torch.equal(tok, ref_logits.argmax(-1, keepdim=True))
             logits = runner.decode(tok, pre.cache)
-            step = model.llm(input_ids=tok, past_key_values=cache_ref, use_cache=True)
+            step = model.llm(input_ids=tok, use_cache=True, **{runner.cache_kw: cache_ref})
             ref_logits = step.logits[:, -1]
             torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
 
