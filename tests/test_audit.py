@@ -24,6 +24,7 @@ from longvid import storage
 from longvid.audit.compare import compare, figures, load_baseline
 from longvid.audit.config import AuditConfig
 from longvid.audit.corpus import load_corpus
+from longvid.audit.shardcheck import picked_for_decode
 from longvid.cli import main as longvid_main
 from longvid.config import load_config
 from longvid.media.ffmpeg import run_ffmpeg
@@ -297,6 +298,15 @@ def test_cli_exit_status_and_the_report_path_last(audit_ray, built_corpus, tmp_p
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1] == str(out / "index.html")
     assert "verdict: PASS" in lines[-3]
+    # the default decodes the clips whose hash of (seed, key) falls in the first 10%
+    keys = pd.read_parquet(root / "samples.parquet").key
+    picked = sum(picked_for_decode(k, 0.1, 0) for k in keys)
+    report = json.loads((out / "report.json").read_text())
+    assert report["run"]["audit"]["clips_decoded"] == picked < len(keys)
+    assert longvid_main(["audit", str(root), "--deep", "--out", str(out)]) == 0
+    capsys.readouterr()
+    report = json.loads((out / "report.json").read_text())
+    assert report["run"]["audit"]["clips_decoded"] == len(keys)
     shard, _ = truncate(root)
     assert longvid_main(["audit", str(root), "report.bins=5", "--out", str(out)]) == 1
     text = capsys.readouterr().out
@@ -307,6 +317,31 @@ def test_cli_exit_status_and_the_report_path_last(audit_ray, built_corpus, tmp_p
     assert longvid_main(["audit", str(tmp_path / "nowhere"), "--out", str(out)]) == 1
     assert "not a corpus written by `longvid build`" in capsys.readouterr().err
     assert longvid_main(["audit", str(root), "checks.nope=1", "--out", str(out)]) == 2
+
+
+def test_a_clip_that_does_not_decode_is_named(audit_ray, built_corpus, tmp_path):
+    """The tar and the index agree (the shard is rewritten and re-indexed), only the clip's
+    bytes are not a video any more: only decoding finds it."""
+    root = copy_corpus(built_corpus, tmp_path / "corpus")
+    rows = pd.read_parquet(root / "samples.parquet").to_dict("records")
+    row = next(r for r in rows if r["bucket"] == "short")
+    path = root / row["shard"]
+    samples = list(iter_shard(str(path)))
+    path.unlink()
+    with ShardWriter(str(path), url=row["shard"]) as w:
+        for key, members in samples:
+            if key == row["key"]:
+                members = {**members, "mp4": bytes(len(members["mp4"]))}  # zeros, same size
+            w.add(key, members)
+        info = w.close()
+    index = read_index(str(root))
+    write_index(str(root), [info if s.url == info.url else s for s in index.shards],
+                name=index.name)
+    r = audit(root, tmp_path / "report", "checks.decode_fraction=1.0")
+    assert r["failed_checks"] == ["members_decodable"]
+    (p,) = problems(r)
+    assert (p["shard"], p["key"], p["reason"]) == (row["shard"], row["key"], "undecodable")
+    assert f"{root / row['shard']}: {row['key']}.mp4" in p["message"]
 
 
 def _add_duplicates(root: Path, lineage: dict) -> tuple[str, str, str]:
