@@ -81,7 +81,7 @@ class DetectConfig(Section):
     """The one decode pass: shot detection plus cheap per-frame scores, at low resolution."""
 
     detector: Literal["content", "adaptive", "transnetv2", "none"] = Field(
-        "content",
+        "adaptive",
         description="content/adaptive = PySceneDetect detectors fed our frames (CPU); "
         "transnetv2 = neural detector (GPU when present); none = no shots (stride fallback)",
     )

@@ -1,0 +1,131 @@
+"""Shot detectors fed our own frames, the copy-or-encode decision, the main caption, and the
+ledger's orphan sweep — the build's pieces that need no Ray."""
+
+from __future__ import annotations
+
+import random
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from longvid.annotate.shots import detection_size, make_detector, transitions_to_cuts
+from longvid.media.decode import iter_frames
+from longvid.media.synth import VideoSpec, plan_shots, render_video
+from longvid.pipelines import ledger
+from longvid.pipelines.captions import main_caption
+from longvid.pipelines.config import CutProfile, DetectConfig
+from longvid.pipelines.segment import SampleSpec
+from longvid.pipelines.stages.cut import cut_mode, starts_on_keyframe
+
+FPS = Fraction(25)
+
+
+@pytest.fixture(scope="module")
+def cut_video(tmp_path_factory) -> tuple[Path, list[int]]:
+    """12 s, 160×90, shots of 1-3 s cut at known frames (not on keyframes)."""
+    path = tmp_path_factory.mktemp("shots") / "cuts.mp4"
+    shots = plan_shots(random.Random(11), 300, FPS, min_s=1.0, max_s=3.0)
+    render_video(VideoSpec(path, FPS, 160, 90, tuple(shots)))
+    return path, [s.start_frame for s in shots[1:]]
+
+
+def detect(path: Path, cfg: DetectConfig) -> list[int]:
+    det = make_detector(cfg, float(FPS))
+    for frame in iter_frames(path, size=detection_size(cfg), threads=1):
+        det.push(frame.image)
+    return det.finish()
+
+
+@pytest.mark.parametrize("detector", ["content", "adaptive"])
+def test_scenedetect_detectors_find_every_cut_exactly(cut_video, detector):
+    path, truth = cut_video
+    assert len(truth) >= 4
+    assert detect(path, DetectConfig(detector=detector)) == truth
+
+
+def test_transnetv2_with_its_released_weights_finds_the_cut(tmp_path):
+    # a 2 s clip, one window of the network: it runs ~15-50 frames/s on 2 CPU cores
+    path = tmp_path / "two_shots.mp4"
+    shots = plan_shots(random.Random(5), 50, FPS, min_s=1.0, max_s=1.0)
+    render_video(VideoSpec(path, FPS, 160, 90, tuple(shots)))
+    assert [s.start_frame for s in shots] == [0, 25]
+    got = detect(path, DetectConfig(detector="transnetv2", device="cpu"))
+    assert len(got) == 1 and abs(got[0] - 25) <= 2, got
+
+
+def test_transition_runs_become_one_cut_each():
+    t = np.array([0, 0, 1, 0, 0, 1, 1, 1, 0, 1], dtype=bool)
+    # a run touching the last frame still counts; a run at frame 0 would not
+    assert transitions_to_cuts(t) == [2, 6, 9]
+    assert transitions_to_cuts(np.array([1, 1, 0, 0], dtype=bool)) == []
+
+
+def test_copy_only_when_the_span_starts_on_a_keyframe_and_no_normalisation():
+    keys = [0.0, 2.0, 4.0]
+    spec = SampleSpec(2.0, 3.5, "short", "shot")
+    assert starts_on_keyframe(2.01, keys, 25.0)  # within half a frame
+    assert not starts_on_keyframe(2.03, keys, 25.0)
+    assert cut_mode(spec, keys, 25.0, CutProfile()) == "copy"
+    assert cut_mode(spec, keys, 25.0, CutProfile(normalize=True)) == "encode"
+    assert cut_mode(SampleSpec(2.5, 3.5, "short", "shot"), keys, 25.0, CutProfile()) == "encode"
+
+
+def test_main_caption_prefers_whole_sample_captions_then_summaries_then_speech():
+    prefer = ["dense_caption", "short_caption"]
+    cap = {"kind": "caption", "clipped": False}
+    texts = [
+        {**cap, "text": "short one", "origin": "short_caption"},
+        {**cap, "text": "dense one", "origin": "dense_caption"},
+        {"kind": "asr", "text": "hello", "origin": "asr", "start": 0.0, "end": 1.0},
+    ]
+    assert main_caption(texts, prefer, 100) == "dense one"
+    assert main_caption(texts[:1] + texts[2:], prefer, 100) == "short one"
+    speech = [{"kind": "asr", "text": w, "origin": "asr"} for w in ["a b", "a b", "c  d", "e"]]
+    assert main_caption(speech, prefer, 100) == "a b c d e"  # repeats dropped, spaces folded
+    assert main_caption(speech, prefer, 6) == "a b c"  # cut on a word boundary
+    summary = [{"kind": "summary", "text": "the gist", "origin": "summary", "clipped": False}]
+    assert main_caption(summary + speech, prefer, 100) == "the gist"
+    assert main_caption([{**cap, "text": "partly", "origin": "x", "clipped": True}], prefer,
+                        100) == "partly"
+    assert main_caption([], prefer, 100) == ""
+
+
+def test_orphan_sweep_keeps_listed_shards_and_removes_the_rest(tmp_path):
+    root = str(tmp_path)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "ua-00000.tar").write_bytes(b"x" * 10)
+    (shards / "ub-00000.tar").write_bytes(b"y" * 3)  # no ledger entry lists it
+    (shards / ".ua-00001.tar.tmp").write_bytes(b"partial")
+    entry = ledger.LedgerEntry("ua", ["s:1"], [{"url": "shards/ua-00000.tar", "filesize": 10,
+                                                "nsamples": 1, "sha256": "", "keys": []}], [], [])
+    ledger.commit(root, entry)
+    stale = ledger.LedgerEntry("uc", ["s:9"], [], [], [])
+    ledger.commit(root, stale)
+    assert ledger.entry_intact(root, entry)
+    removed = ledger.remove_orphans(root, [entry, stale], {"ua"})
+    assert sorted(Path(p).name for p in removed) == [".ua-00001.tar.tmp", "ub-00000.tar",
+                                                       "uc.json"]
+    assert sorted(p.name for p in shards.iterdir()) == ["ua-00000.tar"]
+    assert set(ledger.committed_units(root)) == {"ua"}
+    (shards / "ua-00000.tar").write_bytes(b"x" * 9)  # damaged: the unit must be redone
+    assert not ledger.entry_intact(root, entry)
+
+
+def test_a_different_build_at_the_same_root_is_refused_unless_restart(tmp_path):
+    from longvid.errors import ConfigError
+
+    root = str(tmp_path)
+    assert ledger.check_or_start(root, {"content_hash": "a", "manifest_fingerprint": "m"},
+                                 restart=False) is False
+    assert ledger.check_or_start(root, {"content_hash": "a", "manifest_fingerprint": "m"},
+                                 restart=False) is True
+    with pytest.raises(ConfigError, match="manifest_fingerprint"):
+        ledger.check_or_start(root, {"content_hash": "a", "manifest_fingerprint": "n"},
+                              restart=False)
+    ledger.commit(root, ledger.LedgerEntry("ux", [], [], [], []))
+    assert ledger.check_or_start(root, {"content_hash": "a", "manifest_fingerprint": "n"},
+                                 restart=True) is False
+    assert ledger.committed_units(root) == {}
