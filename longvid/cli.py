@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "infer": "longvid.training.infer",
     "ingest": "longvid.ingest.cli",
     "sample-corpus": "longvid.sample_corpus",
+    "train": "longvid.training.cli",
 }
 
 
