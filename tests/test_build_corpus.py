@@ -24,8 +24,10 @@ def demo_build(sample_corpus: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo_build") / "corpus"
     cmd = [sys.executable, "-m", "longvid.cli", "build", "conf/build/demo.yaml",
            f"sources_root={sample_corpus}", f"output.root={out}", "progress=false",
-           # the corpus is 160×90: cheaper re-encodes keep the test short, same code path
-           "encode.short.preset=ultrafast", "encode.long.preset=ultrafast"]
+           # the corpus is 160×90: cheaper re-encodes keep the test short, same code path; the
+           # annotation stages of the demo have their own tests (tests/test_annotate_*.py)
+           "encode.short.preset=ultrafast", "encode.long.preset=ultrafast",
+           "stages=[probe, scan, segment, cut]"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False,
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]
