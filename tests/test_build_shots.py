@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from longvid.annotate.shots import detection_size, make_detector, transitions_to_cuts
+from longvid.errors import ConfigError
 from longvid.media.decode import iter_frames
 from longvid.media.synth import VideoSpec, plan_shots, render_video
 from longvid.pipelines import ledger
@@ -115,8 +116,6 @@ def test_orphan_sweep_keeps_listed_shards_and_removes_the_rest(tmp_path):
 
 
 def test_a_different_build_at_the_same_root_is_refused_unless_restart(tmp_path):
-    from longvid.errors import ConfigError
-
     root = str(tmp_path)
     assert ledger.check_or_start(root, {"content_hash": "a", "manifest_fingerprint": "m"},
                                  restart=False) is False
@@ -129,3 +128,29 @@ def test_a_different_build_at_the_same_root_is_refused_unless_restart(tmp_path):
     assert ledger.check_or_start(root, {"content_hash": "a", "manifest_fingerprint": "n"},
                                  restart=True) is False
     assert ledger.committed_units(root) == {}
+
+
+def test_input_is_an_ingest_folder_or_the_manifest_file(tmp_path):
+    from longvid.pipelines.config import BuildConfig
+    from longvid.pipelines.inputs import load_input
+    from longvid.schema import MANIFEST_SCHEMA, REJECTS_SCHEMA, Reject, VideoRecord
+    from longvid.shards import write_table
+
+    rows = [VideoRecord("generic", f"v{i}", f"/x/v{i}.mp4", f"l:{i}", "t").as_row()
+            for i in range(3)]
+    write_table(str(tmp_path / "manifest.parquet"), rows[::-1], MANIFEST_SCHEMA)
+    a = load_input(BuildConfig(manifest=str(tmp_path)))
+    b = load_input(BuildConfig(manifest=str(tmp_path / "manifest.parquet")))
+    assert len(a.records) == 3 and a.rejects_uri is None and b.rejects_uri is None
+    assert a.fingerprint == b.fingerprint
+    write_table(str(tmp_path / "manifest.parquet"), rows, MANIFEST_SCHEMA)  # row order only
+    assert load_input(BuildConfig(manifest=str(tmp_path))).fingerprint == a.fingerprint
+    write_table(str(tmp_path / "rejects.parquet"),
+                [Reject("generic", None, "l:9", "ingest", "bad_id", "l:9: bad").as_row()],
+                REJECTS_SCHEMA)
+    assert load_input(BuildConfig(manifest=str(tmp_path / "manifest.parquet"))).rejects_uri == \
+        str(tmp_path / "rejects.parquet")
+    write_table(str(tmp_path / "manifest.parquet"), rows[:2], MANIFEST_SCHEMA)
+    assert load_input(BuildConfig(manifest=str(tmp_path))).fingerprint != a.fingerprint
+    with pytest.raises(ConfigError, match="no manifest"):
+        load_input(BuildConfig(manifest=str(tmp_path / "nowhere")))

@@ -56,14 +56,11 @@ def ingest_first(cfg: BuildConfig, restart: bool) -> str:
 
 def load_input(cfg: BuildConfig, restart: bool = False) -> BuildInput:
     src = cfg.manifest if cfg.manifest is not None else ingest_first(cfg, restart)
-    if src.endswith(".parquet"):
+    if src.endswith(".parquet"):  # the manifest file itself; its rejects sit next to it
         manifest = src
-        rejects = (
-            manifest[: -len(MANIFEST_NAME)] + REJECTS_NAME
-            if src.endswith("/" + MANIFEST_NAME) or src == MANIFEST_NAME
-            else None
-        )
-    else:
+        folder = src.rsplit("/", 1)[0] if "/" in src else ""
+        rejects: str | None = storage.join(folder, REJECTS_NAME) if folder else REJECTS_NAME
+    else:  # an ingest output folder
         manifest = storage.join(src, MANIFEST_NAME)
         rejects = storage.join(src, REJECTS_NAME)
     try:
