@@ -1,5 +1,5 @@
-"""The annotation stages inside a real build (local Ray, model stages in the actor pool), the
-corpus-wide duplicate filters at its finish, and the VideoChat-Flash export of the result."""
+"""Corpus-wide duplicate filters: exact duplicates across units in a real build (local Ray, the
+filter applied when the build finishes), near duplicates of re-encoded video by embedding."""
 
 from __future__ import annotations
 
@@ -17,20 +17,21 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from longvid.annotate.dedup import apply_duplicates
 from longvid.media.ffmpeg import run_ffmpeg
 from longvid.media.synth import VideoSpec, plan_shots, render_video
 from longvid.schema import MANIFEST_SCHEMA, TimedText, VideoRecord
 from longvid.shards import read_sample, write_table
-from tests.fixtures.annotate import TINY_CLIP
+from tests.fixtures.annotate import build_config, run_all_stages
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def dup_build(tmp_path_factory) -> Path:
-    """A build of three listed videos: ``a``; ``b``, a byte copy of ``a``; ``c``, ``a``
-    re-encoded (other bytes, same pictures). Stages up to embeddings, tiny open_clip."""
-    root = tmp_path_factory.mktemp("dup_build")
+def dup_videos(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """``a``; ``b``, a byte copy of ``a``; ``c``, ``a`` re-encoded (other bytes, same pictures),
+    each listed with one caption."""
+    root = tmp_path_factory.mktemp("dup_videos")
     fps = Fraction(25)
     shots = plan_shots(random.Random(5), int(14 * fps), fps, min_s=3.0, max_s=5.0, frame_step=1)
     render_video(VideoSpec(root / "a.mp4", fps, 160, 90, tuple(shots), audio=False))
@@ -42,18 +43,21 @@ def dup_build(tmp_path_factory) -> Path:
                            texts=[TimedText(0.0, 14.0, f"video {v} shows test patterns",
                                             "caption", "text")]).as_row()
                for i, v in enumerate("abc")]
+    return root, records
+
+
+@pytest.fixture(scope="module")
+def dup_build(dup_videos) -> Path:
+    """``longvid build`` of the three videos, one unit each, cpu annotation stages."""
+    root, records = dup_videos
     write_table(str(root / "ingest" / "manifest.parquet"), records, MANIFEST_SCHEMA)
     cfg = {
         "manifest": str(root / "ingest"),
         "output": {"root": str(root / "out")},
         "ray": {"num_cpus": 2},
-        "units": {"videos_per_unit": 1},  # three units: duplicates span units
+        "units": {"videos_per_unit": 1},  # three units: the duplicates span units
         "segment": {"default": {"short_min_s": 2.0, "short_max_s": 30.0, "long_min_s": 60.0}},
-        "stages": ["probe", "scan", "segment", "cut", "filter", "captions", "frames", "embed",
-                   "filter_final"],
-        "annotate": {"frames": {"short_side": 32},
-                     "embed": {"model": "custom", "model_cfg": TINY_CLIP},
-                     "filters": {"near_duplicate_cosine": 0.995}},
+        "stages": ["probe", "scan", "segment", "cut", "filter", "captions"],
         "progress": False,
     }
     (root / "build.yaml").write_text(yaml.safe_dump(cfg))
@@ -63,39 +67,45 @@ def dup_build(tmp_path_factory) -> Path:
     return root / "out"
 
 
-def test_duplicates_across_units_become_rejects_with_their_filter(dup_build):
+def test_exact_duplicates_across_units_become_one_reject_row_per_video(dup_build):
     samples = pq.read_table(dup_build / "samples.parquet").to_pylist()
-    assert {s["record_id"] for s in samples} == {"generic:a"}
-    rejects = {r["record_id"]: r for r in pq.read_table(dup_build / "rejects.parquet").to_pylist()}
-    b, c = rejects["generic:b"], rejects["generic:c"]
-    assert (b["stage"], b["reason"], b["locator"]) == ("filter", "filter:exact_duplicate",
-                                                       "list:1")
-    assert f"all {len(samples)} samples are duplicates" in b["detail"]
-    assert (c["stage"], c["reason"]) == ("filter", "filter:near_duplicate")
-    cos = float(c["detail"].split("cosine ")[1].split(" ")[0])
-    assert 0.995 <= cos <= 1.0 and "generic_a_" in c["detail"]
+    assert {s["record_id"] for s in samples} == {"generic:a", "generic:c"}  # c: other bytes
+    per_video = sum(s["record_id"] == "generic:a" for s in samples)
+    rejects = pq.read_table(dup_build / "rejects.parquet").to_pylist()
+    assert [(r["record_id"], r["stage"], r["reason"], r["locator"]) for r in rejects] == [
+        ("generic:b", "filter", "filter:exact_duplicate", "list:1")]
+    assert f"all {per_video} samples are duplicates" in rejects[0]["detail"]
+    assert "generic_a_" in rejects[0]["detail"]
     summary = json.loads((dup_build / "summary.json").read_text())
-    assert summary["records"]["accepted"] == 1 and summary["records"]["rejected"] == 2
-    assert summary["samples"] == len(samples)
-    assert summary["rejects_by_reason"]["filter:filter:exact_duplicate"] == 1
-    assert summary["rejects_by_reason"]["filter:filter:near_duplicate"] == 1
-
-
-def test_built_samples_carry_embeddings_in_shards_and_manifest(dup_build):
-    samples = pq.read_table(dup_build / "samples.parquet").to_pylist()
-    assert samples
-    for row in samples:
+    assert summary["records"] == {"manifest": 3, "accepted": 2, "rejected": 1,
+                                  "ingest_rejected": 0}
+    assert summary["samples"] == len(samples) == 2 * per_video
+    assert summary["rejects_by_reason"] == {"filter:filter:exact_duplicate": 1}
+    assert summary["by_source"]["generic"]["rejected"] == 1
+    for row in samples:  # what stays is whole: the members read back by offset
         got = read_sample(str(dup_build), row)
-        assert {"mp4", "json", "txt", "emb.npy", "textemb.npy"} <= set(got)
-        emb = np.load(io.BytesIO(got["emb.npy"]), allow_pickle=False)
-        assert emb.shape == (32,) and abs(float(np.linalg.norm(emb)) - 1.0) < 1e-5
-        extra = json.loads(row["extra"])
-        assert extra["embedding"] == pytest.approx(emb.tolist(), abs=1e-6)
-        meta = json.loads(got["json"])
-        assert meta["embedding"]["dim"] == 32 and len(meta["embedding"]["frame_times"]) == 4
-        assert meta["scores"]["video_text_cosine"] == extra["scores"]["video_text_cosine"]
-        # the listed text spans the whole 14 s video: re-timed and clipped to each sample
-        (cap,) = meta["captions"]
-        assert (cap["text"], cap["kind"], cap["origin"], cap["clipped"], cap["start"]) == (
-            "video a shows test patterns", "caption", "text", True, 0.0)
-        assert cap["end"] == pytest.approx(row["span_end"] - row["span_start"], abs=0.05)
+        assert json.loads(got["json"])["scores"]["clip_sha256"] == json.loads(row["extra"])[
+            "scores"]["clip_sha256"]
+
+
+def test_re_encoded_video_is_a_near_duplicate_by_embedding(dup_videos, tmp_path):
+    _, records = dup_videos
+    cfg = build_config(["filter", "captions", "frames", "embed"],
+                       filters={"near_duplicate_cosine": 0.995})
+    works = run_all_stages([records[0], records[2]], cfg, tmp_path)  # a and c
+    rows = [o.row for w in works for o in w.outputs]
+    a_keys = sorted(r["key"] for r in rows if r["record_id"] == "generic:a")
+    kept, rejects = apply_duplicates(rows, cfg.annotate.filters)
+    assert sorted(r["key"] for r in kept) == a_keys
+    (r,) = rejects
+    assert (r["record_id"], r["reason"], r["locator"]) == ("generic:c", "filter:near_duplicate",
+                                                           "list:2")
+    cos = float(r["detail"].split("cosine ")[1].split(" ")[0])
+    assert 0.995 <= cos <= 1.0 + 1e-6
+    # each of c's clips is closest to the clip of a with the same span
+    embs = {o.key: np.load(io.BytesIO(o.members["emb.npy"])) for w in works for o in w.outputs}
+    for key in a_keys:
+        twin = key.replace("generic_a_", "generic_c_")
+        others = [k for k in a_keys if k != key]
+        assert float(embs[key] @ embs[twin]) >= 0.995
+        assert all(float(embs[k] @ embs[twin]) < 0.995 for k in others)

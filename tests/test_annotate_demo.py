@@ -1,6 +1,6 @@
 """The demo build (conf/build/demo.yaml on the small sample corpus, local Ray, every annotation
-stage with tiny models): every accepted sample carries captions, QA and embeddings, long ones a
-timeline; the corpus reads with stock webdataset; the VideoChat-Flash export of it."""
+stage with tiny models): every accepted sample carries captions, events, QA and embeddings; the
+corpus reads with stock webdataset; the VideoChat-Flash export of it."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ def test_every_accepted_sample_has_captions_qa_and_embeddings(corpus):
         exts = {x["ext"] for x in r["members"]}
         assert {"mp4", "json", "txt", "emb.npy", "textemb.npy"} <= exts, r["key"]
         assert m["captions"] and m["caption"] and r["caption"] == m["caption"]
+        assert m["events"], r["key"]
         assert m["qa"] and len(m["conversations"]) == 2 * len(m["qa"])
         assert default_conversation(m, r, "unused") == m["conversations"]  # the loader's view
         extra = json.loads(r["extra"])
@@ -50,7 +51,7 @@ def test_every_accepted_sample_has_captions_qa_and_embeddings(corpus):
         assert m["embedding"]["dim"] == DIM and m["lineage"]["model_captions"]["decoding"][
             "do_sample"] is False
         if r["bucket"] == "long":
-            assert "shotemb.npy" in exts and m["events"], r["key"]
+            assert "shotemb.npy" in exts, r["key"]
 
 
 def test_long_samples_of_every_long_source_have_checked_qa(corpus):

@@ -108,6 +108,11 @@ def test_short_samples_take_midpoints_long_ones_a_stride_plus_every_shot():
     for a, b in shot_spans(100.0, [42.0, 43.0]):
         assert any(a <= t < b for t in times)  # every shot has a frame
     assert sample_times(20.0, "long", [], cfg) == pytest.approx(midpoints(20.0, 3), abs=1e-6)
+    # more shots than frames_long_max: only the five longest get a frame of their own
+    cuts = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 20.0, 40.0, 60.0, 80.0]  # 6 one-second shots first
+    times = sample_times(100.0, "long", cuts, cfg)
+    shot_middles = [13.0, 30.0, 50.0, 70.0, 90.0]  # the five 14-20 s shots
+    assert times == sorted(set(midpoints(100.0, 5)) | set(shot_middles))
 
 
 def test_pick_spreads_the_chosen_frames():
@@ -190,3 +195,12 @@ def test_rewriter_runs_a_saved_lm_and_keeps_templates_it_cannot_improve(saved_lm
     assert not items[0].rewritten and not items[1].rewritten
     assert rw.used == sum(it.rewritten for it in items)
     assert rw.lineage()["decoding"]["do_sample"] is False
+
+
+def test_a_shot_without_its_own_frame_takes_the_nearest_one():
+    from longvid.annotate.stages import shot_embedding
+
+    e = np.eye(3, dtype=np.float32)
+    times = np.array([1.0, 5.0, 9.0])
+    assert np.allclose(shot_embedding(e, times, 0.0, 6.0), pool(e[:2]))  # frames 0 and 1
+    assert np.allclose(shot_embedding(e, times, 6.0, 7.0), e[1])  # none inside: 5 s is nearest

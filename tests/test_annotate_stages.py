@@ -52,6 +52,15 @@ def test_every_sample_gets_captions_scores_embeddings_and_qa(annotated_works):
         assert len(s["clip_sha256"]) == 64 and 0.0 <= s["black_fraction"] <= 1.0
         assert out.row["extra"]["scores"]["clip_sha256"] == s["clip_sha256"]
         assert set(out.members) >= {"mp4", "json", "txt", "emb.npy", "textemb.npy"}
+        assert m["events"], out.key  # every sample has a timeline
+        if m["bucket"] == "short":
+            assert [q["task"] for q in m["qa"]] == ["short_caption"]
+            assert m["qa"][0]["answer"] == m["caption"]
+            if len(m["events"]) == 1 and m["events"][0]["origin"] == "main_caption":
+                # nothing finer inside the clip: its main caption is its one event
+                assert m["events"][0] == {"start": 0.0, "end": round(m["clip"]["duration"], 3),
+                                          "text": m["caption"], "kind": "caption",
+                                          "origin": "main_caption"}
 
 
 def test_long_samples_have_timelines_and_answers_that_check_out(annotated_works):

@@ -33,7 +33,8 @@ class FramesConfig(Section):
     )
     frames_long_min: int = Field(8, ge=1, description="... at least this many ...")
     frames_long_max: int = Field(
-        64, ge=1, description="... at most this many, plus the middle frame of every shot"
+        64, ge=1, description="... at most this many, plus the middle frame of every shot (of "
+        "this many longest shots at most)"
     )
 
 
@@ -110,7 +111,10 @@ class EventsConfig(Section):
         "its caption as an event"
     )
     min_scene_s: float = Field(1.0, ge=0, description="shots shorter than this are not scenes")
-    long_only: bool = Field(True, description="build timelines for long samples only")
+    long_only: bool = Field(
+        False, description="timelines for long samples only (else short samples get theirs too: "
+        "the texts inside them, or their main caption as one event)"
+    )
 
 
 class QAConfig(Section):

@@ -2,8 +2,9 @@
 
 Times follow HiCo's rule of midpoints of equal intervals: a short sample gets ``frames_short``
 of them; a long sample one per ``long_stride_s`` seconds (clamped to
-``[frames_long_min, frames_long_max]``) plus the middle of every shot, so that every shot has at
-least one frame for its own embedding. Frames come from the clip bytes already in the sample
+``[frames_long_min, frames_long_max]``) plus the middle of every shot (of the
+``frames_long_max`` longest when there are more), so that shots have a frame for their own
+embedding. Frames come from the clip bytes already in the sample
 (``KEY.mp4``) with the keyframes recorded in ``KEY.json``: a few seeks of a small, already cut
 file, at the short side the models want.
 """
@@ -36,7 +37,10 @@ def sample_times(duration: float, bucket: str, cuts: Sequence[float],
     if bucket != "long":
         return midpoints(duration, cfg.frames_short)
     n = min(max(math.ceil(duration / cfg.long_stride_s), cfg.frames_long_min), cfg.frames_long_max)
-    times = midpoints(duration, n) + [(a + b) / 2 for a, b in shot_spans(duration, cuts)]
+    shots = shot_spans(duration, cuts)
+    if len(shots) > cfg.frames_long_max:  # bounded: the longest shots get a frame of their own
+        shots = sorted(sorted(shots, key=lambda s: (s[0] - s[1], s[0]))[: cfg.frames_long_max])
+    times = midpoints(duration, n) + [(a + b) / 2 for a, b in shots]
     out: list[float] = []
     for t in sorted(times):
         if not out or t - out[-1] > 1e-3:

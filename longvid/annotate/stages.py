@@ -1,5 +1,5 @@
-"""The annotation stages of the build, one class each (registered in
-``longvid.pipelines.stages.STAGES``). They run after ``cut`` on every sample of a video and
+"""The annotation stages of the build, one class each (``STAGES`` below; the build's
+``stage_class`` finds them by name). They run after ``cut`` on every sample of a video and
 rewrite its members: ``KEY.json`` gains ``captions``, ``events``/``scenes``, ``qa`` and
 ``conversations``, ``embedding`` and more ``scores``; ``KEY.txt`` may gain a model caption;
 ``KEY.emb.npy`` (+ ``KEY.textemb.npy``, ``KEY.shotemb.npy``) appear.
@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import io
 import json
-import logging
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -31,11 +30,9 @@ from longvid.annotate.config import AnnotateConfig
 from longvid.annotate.embed import ClipEmbedder, cosine, pool
 from longvid.annotate.qa import QAItem, conversations, make_qa, short_caption_qa
 from longvid.annotate.scores import cheap_filter, final_filter, sample_scores
-from longvid.annotate.timeline import Timeline, build_timeline
+from longvid.annotate.timeline import Event, Timeline, build_timeline
 from longvid.pipelines.stages.base import Stage
 from longvid.pipelines.work import SampleOutput, VideoWork
-
-log = logging.getLogger(__name__)
 
 FRAMES_NOTE = "annotate_frames"  # work.notes key: {sample key: (times [T], frames [T,H,W,3])}
 FRAME_USERS = ("model_captions", "embed")
@@ -125,7 +122,7 @@ def release_frames(stage: Stage, work: VideoWork) -> None:
         work.notes.pop(FRAMES_NOTE, None)
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=8)
 def _cached(kind: str, cfg_json: str, factory: Callable[[str], Any]) -> Any:
     """One model per process and config (a worker that runs many units loads it once)."""
     return factory(cfg_json)
@@ -297,7 +294,7 @@ class Embed(Stage):
                                                                           for t in times]}
             if meta["bucket"] == "long":
                 shots = fr.shot_spans(duration_of(meta), meta.get("shots") or [])
-                rows = [pool(e[(times >= a - 1e-6) & (times < b - 1e-6)]) for a, b in shots]
+                rows = [shot_embedding(e, times, a, b) for a, b in shots]
                 out.members["shotemb.npy"] = npy_bytes(np.stack(rows))
                 info["shots"] = [[round(a, 3), round(b, 3)] for a, b in shots]
             score = None
@@ -315,9 +312,19 @@ class Embed(Stage):
         return work
 
 
+def shot_embedding(e: np.ndarray, times: np.ndarray, a: float, b: float) -> np.ndarray:
+    """Pooled embedding of the frames in ``[a, b)``; a shot without a frame of its own (more
+    shots than frames) takes the frame nearest to its middle."""
+    inside = (times >= a - 1e-6) & (times < b - 1e-6)
+    if inside.any():
+        return pool(e[inside])
+    return e[int(np.argmin(np.abs(times - (a + b) / 2)))]
+
+
 class Events(Stage):
-    """The timeline of each long sample (``events`` and ``scenes`` in KEY.json) from its source
-    texts, the captions of the short clips of the same video inside it, and model captions."""
+    """The timeline of each sample (``events`` and ``scenes`` in KEY.json) from its source
+    texts, the captions of the short clips of the same video inside it, and model captions. A
+    short sample with nothing finer gets its main caption as one event spanning it."""
 
     name: ClassVar[str] = "events"
     kind: ClassVar[str] = "model"  # needs the model captions, so it runs after them
@@ -330,6 +337,9 @@ class Events(Stage):
             if cfg.long_only and meta["bucket"] != "long":
                 continue
             tl = timeline_of(meta, shorts, cfg)
+            if not tl.events and meta["bucket"] == "short" and meta.get("caption"):
+                tl.events = [Event(0.0, round(duration_of(meta), 3), meta["caption"], "caption",
+                                   "main_caption")]
             meta["events"] = [e.as_dict() for e in tl.events]
             meta["scenes"] = [s.as_dict() for s in tl.scenes]
             out.row.setdefault("extra", {})["events"] = len(tl.events)
@@ -369,7 +379,7 @@ class QA(Stage):
         for out in work.outputs:
             meta = read_meta(out)
             items = []
-            if meta.get("events"):
+            if meta["bucket"] == "long" and meta.get("events"):
                 tl = Timeline.from_dict({"duration": duration_of(meta), "events": meta["events"],
                                          "scenes": meta.get("scenes") or []})
                 items = make_qa(tl, out.key, seed, cfg)
