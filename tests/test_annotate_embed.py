@@ -204,3 +204,10 @@ def test_a_shot_without_its_own_frame_takes_the_nearest_one():
     times = np.array([1.0, 5.0, 9.0])
     assert np.allclose(shot_embedding(e, times, 0.0, 6.0), pool(e[:2]))  # frames 0 and 1
     assert np.allclose(shot_embedding(e, times, 6.0, 7.0), e[1])  # none inside: 5 s is nearest
+
+
+def test_rewriter_prompt_must_hold_the_question_and_nothing_else_in_braces(saved_lm):
+    with pytest.raises(ConfigError, match="must contain"):
+        Rewriter(RewriteConfig(model_path=str(saved_lm), prompt="Rephrase:"))
+    with pytest.raises(ConfigError, match="only {question}"):
+        Rewriter(RewriteConfig(model_path=str(saved_lm), prompt="{question} in {style}"))

@@ -49,7 +49,12 @@ class Rewriter:
         p = Path(cfg.model_path)
         if not (p / "config.json").is_file():
             raise NotFoundError(f"{p}: no language model here (expected a save_pretrained dir)")
-        if "{question}" not in cfg.prompt:
+        try:
+            filled = cfg.prompt.format(question="\x00")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(f"annotate.rewrite.prompt: only {{question}} may be in braces "
+                              f"({exc!r})") from None
+        if "\x00" not in filled:
             raise ConfigError("annotate.rewrite.prompt must contain {question}")
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
