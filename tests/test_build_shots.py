@@ -46,6 +46,34 @@ def test_scenedetect_detectors_find_every_cut_exactly(cut_video, detector):
     assert detect(path, DetectConfig(detector=detector)) == truth
 
 
+@pytest.mark.parametrize("detector,extra", [
+    ("content", {}), ("content", {"threshold": 2.0}), ("adaptive", {}),
+])
+def test_batched_scores_give_exactly_the_stock_detectors_cuts(cut_video, detector, extra):
+    """Frame by frame into the stock detector vs batches (odd sizes) with vectorised scores:
+    the same score for every frame and the same cuts, also at a threshold low enough to fire
+    off the true cuts."""
+    path, _ = cut_video
+    cfg = DetectConfig(detector=detector, **extra)
+    frames = np.stack([f.image for f in iter_frames(path, size=detection_size(cfg), threads=1)])
+    stock = make_detector(cfg, float(FPS), batched=False)
+    for image in frames:
+        stock.push(image)
+    batched = make_detector(cfg, float(FPS))
+    for lo, hi in [(0, 1), (1, 38), (38, 102), (102, len(frames))]:
+        batched.push_batch(frames[lo:hi])
+    want = stock.finish()
+    assert batched.finish() == want
+    from scenedetect.common import FrameTimecode
+    from scenedetect.detectors import ContentDetector
+
+    reference = ContentDetector()
+    scores = [reference._calculate_frame_score(FrameTimecode(i, fps=25.0),
+                                               np.ascontiguousarray(f[:, :, ::-1]))
+              for i, f in enumerate(frames)]
+    assert batched.scores == scores  # bit for bit
+
+
 def test_transnetv2_with_its_released_weights_finds_the_cut(tmp_path):
     # a 2 s clip, one window of the network: it runs ~15-50 frames/s on 2 CPU cores
     path = tmp_path / "two_shots.mp4"

@@ -50,8 +50,33 @@ def keep_targets(duration: float, k: int) -> list[float]:
     return [(i + 0.5) * duration / k for i in range(k)]
 
 
+class FrameScores:
+    """Per-frame mean luma and motion (mean |Δluma| to the previous frame), 0..255, computed a
+    batch of frames at a time."""
+
+    def __init__(self) -> None:
+        self.luma: list[np.ndarray] = []
+        self.motion: list[np.ndarray] = []
+        self._prev: np.ndarray | None = None
+
+    def add(self, frames: np.ndarray) -> None:
+        """``frames``: (B, H, W, 3) uint8 RGB."""
+        gray = frames.astype(np.float32) @ LUMA  # (B, H, W)
+        prev = gray[:1] if self._prev is None else self._prev
+        both = np.concatenate([prev, gray])
+        self.luma.append(gray.mean(axis=(1, 2)))
+        self.motion.append(np.abs(both[1:] - both[:-1]).mean(axis=(1, 2)))
+        self._prev = gray[-1:]
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.luma:
+            return np.zeros(0, np.float32), np.zeros(0, np.float32)
+        return np.concatenate(self.luma), np.concatenate(self.motion)
+
+
 class Scan(Stage):
     name = "scan"
+    batch = 64  # frames per batch of vectorised scoring and detection
 
     def __call__(self, work: VideoWork) -> VideoWork:
         cfg = self.cfg.detect
@@ -63,25 +88,30 @@ class Scan(Stage):
         targets = keep_targets(p.duration, cfg.keep_frames)
         threads = cfg.decode_threads or max(1, round(self.cfg.ray.process_num_cpus))
         times: list[float] = []
-        lumas: list[float] = []
-        motion: list[float] = []
-        prev: np.ndarray | None = None
+        scores = FrameScores()
+        buf: list[np.ndarray] = []
+
+        def flush() -> None:
+            if buf:
+                frames = np.stack(buf)
+                scores.add(frames)
+                if detector is not None:
+                    detector.push_batch(frames)
+                buf.clear()
+
         errors = [0]
         with open_video(work.path) as (container, stream, name):
             try:
                 for t, frame in decoded_frames(container, stream, name, threads, errors):
-                    img = small(frame)
-                    gray = img.astype(np.float32) @ LUMA  # (h, w)
                     times.append(t)
-                    lumas.append(float(gray.mean()))
-                    motion.append(0.0 if prev is None else float(np.abs(gray - prev).mean()))
-                    prev = gray
-                    if detector is not None:
-                        detector.push(img)
+                    buf.append(small(frame))
+                    if len(buf) == self.batch:
+                        flush()
                     if targets and t >= targets[0] - 1e-6:
                         work.kept_frames.append((t, big(frame)))
                         while targets and t >= targets[0] - 1e-6:
                             targets.pop(0)
+                flush()
             except av.error.FFmpegError as exc:
                 raise MediaError(name, "decode_failed", ffmpeg_reason(exc)) from None
         missing = p.num_frames - len(times)
@@ -94,8 +124,7 @@ class Scan(Stage):
             )
         # decoders deliver frames in presentation order, so index i is the i-th frame shown
         work.frame_times = np.asarray(times, dtype=np.float64)
-        work.luma = np.asarray(lumas, dtype=np.float32)
-        work.motion = np.asarray(motion, dtype=np.float32)
+        work.luma, work.motion = scores.arrays()
         if detector is not None:
             work.cuts = [float(work.frame_times[i]) for i in detector.finish()]
         work.notes["decode_errors"] = errors[0]
