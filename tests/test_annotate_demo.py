@@ -151,3 +151,14 @@ def test_export_of_a_missing_corpus_is_a_clear_error(tmp_path, capsys):
     assert main(["export", "videochat-flash", str(tmp_path / "x"), "--corpus",
                  str(tmp_path / "nope")]) != 0
     assert "samples.parquet" in capsys.readouterr().err
+
+
+def test_relative_export_paths_resolve_from_the_output_folder(corpus, tmp_path):
+    root, _, _ = corpus
+    out = tmp_path / "rel"
+    export_videochat_flash(str(root), str(out), relative=True)
+    entries = yaml.safe_load((out / "videochat_flash.yaml").read_text())["datasets"]
+    for e in entries:
+        assert e["data_root"] == "videos" and e["json_path"].startswith("annotations/")
+        rec = json.loads((out / e["json_path"]).read_text())[0]
+        assert (out / e["data_root"] / rec["video"]).is_file()
