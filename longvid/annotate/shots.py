@@ -111,17 +111,20 @@ class BatchedContentScores(SceneDetectAdapter):
         bgr = np.ascontiguousarray(images[..., ::-1]).reshape(b * h, w, 3)
         hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV).reshape(b, h, w, 3)
         prev = hsv[:1] if self._prev_hsv is None else self._prev_hsv
-        both = np.concatenate([prev, hsv]).astype(np.int32)
-        sums = np.abs(both[1:] - both[:-1]).sum(axis=(1, 2))  # (b, 3) integer sums
+        both = np.concatenate([prev, hsv])
+        # |a - b| of uint8 images is exact with absdiff; per-channel sums fit in uint32
+        diff = cv2.absdiff(both[1:].reshape(b * h, w, 3), both[:-1].reshape(b * h, w, 3))
+        sums = np.add.reduce(diff.reshape(b, h * w, 3), axis=1, dtype=np.uint32)
         self._prev_hsv = hsv[-1:]
-        pixels = float(h * w)
+        # ContentDetector: sum(component * weight) / sum(|weight|) with components = integer
+        # sum / pixel count; same operations in the same order, so the same float64 values
+        comps = sums.astype(np.int64) / float(h * w)  # (b, 3): hue, saturation, value
+        wh, ws, wv, we = (float(x) for x in self._weights)
+        scores = (comps[:, 0] * wh + comps[:, 1] * ws + comps[:, 2] * wv + 0.0 * we) / sum(
+            abs(x) for x in self._weights
+        )
         for i in range(b):
-            if self._n == 0:
-                score = 0.0  # as ContentDetector: no previous frame to compare with
-            else:
-                comps = (sums[i, 0] / pixels, sums[i, 1] / pixels, sums[i, 2] / pixels, 0.0)
-                score = float(sum(c * wt for c, wt in zip(comps, self._weights, strict=True))
-                              / sum(abs(wt) for wt in self._weights))
+            score = 0.0 if self._n == 0 else float(scores[i])  # no previous frame: 0.0
             self._det.next_score = score
             self.scores.append(score)
             tc = self._tc(self._n, fps=self._fps)
