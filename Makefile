@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test lint bench clean setup sysdeps
+.PHONY: demo test lint bench clean setup sysdeps sysdeps
 
 setup: $(STAMP)
 
@@ -37,8 +37,9 @@ test: $(STAMP) sysdeps
 demo: $(STAMP)
 	$(BIN)/python -m longvid.demo --out $(DEMO_OUT)
 
+# make bench [BENCH="decode loader"]: every benchmark, or the named ones
 bench: $(STAMP)
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.run_all $(BENCH)
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache
