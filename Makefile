@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= demo-out
 
-.PHONY: demo test lint bench clean setup sysdeps sysdeps
+.PHONY: demo test lint bench clean setup sysdeps
 
 setup: $(STAMP)
 
