@@ -7,6 +7,7 @@ shows is exactly what the CLI does) and stops at the first failure with its exit
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import time
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         outputs["audit report"] = report / "index.html"
     if "train" in COMMANDS:
         train = out / "train"
+        # a fresh run refuses a folder that holds checkpoints: a rerun of the demo starts over
+        shutil.rmtree(train, ignore_errors=True)
         step(
             "4a. train the demo curriculum, interrupted mid-way",
             ["train", "conf/train/demo.yaml", "--out", str(train), f"data.corpus={built}",
