@@ -237,3 +237,27 @@ def test_s3_output_root(local_ray, s3_server, reference_build, build_inputs):
     assert rows == ref_rows
     again = run_build(config(build_inputs.manifest_dir, root))
     assert again.summary["run"]["skipped"] == again.summary["units"]["total"]
+
+
+def test_a_unit_that_keeps_failing_is_reported_and_redone_by_the_rerun(
+    local_ray, reference_build, build_inputs, tmp_path
+):
+    from longvid.pipelines.build import BuildIncomplete
+    from longvid.pipelines.units import pack_units
+
+    root = tmp_path / "blocked"
+    cfg = config(build_inputs.manifest_dir, root, "ray.storage_retries=0")
+    units = pack_units(build_inputs.records, cfg.units)
+    victim = units[0].unit_id
+    blocker = root / "shards" / f"{victim}-00000.tar"
+    blocker.mkdir(parents=True)  # a folder where the unit's shard must go: its write fails
+    with pytest.raises(BuildIncomplete, match=victim):
+        run_build(cfg)
+    summary = json.loads((root / "summary.json").read_text())
+    assert summary["complete"] is False
+    assert summary["units"]["failed_this_run"] == [victim]
+    assert summary["units"]["committed"] == len(units) - 1
+    blocker.rmdir()
+    res = run_build(cfg)
+    assert res.summary["complete"] and res.summary["run"]["skipped"] == len(units) - 1
+    assert samples_by_key(root) == samples_by_key(reference_build)

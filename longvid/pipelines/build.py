@@ -226,6 +226,8 @@ def run_build(cfg: BuildConfig, *, restart: bool = False) -> BuildResult:
     started_ray = False
     if pending:
         started_ray = connect_ray(cfg)
+        timings["ray_start"] = time.monotonic() - t
+        t = time.monotonic()
         try:
             run_units(cfg, pending, chash, root, progress)
         finally:
