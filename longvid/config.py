@@ -134,3 +134,25 @@ def config_hash(cfg: BaseModel) -> str:
     """Stable short hash of a config's values (for lineage and resume checks)."""
     blob = json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def config_diff(old: Any, new: Any, path: str = "") -> list[str]:
+    """``a.b: 1 → 2`` lines for every difference between two JSON-like values (resume refusals
+    name what changed with these)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            sub = f"{path}.{k}" if path else str(k)
+            if k not in old:
+                out.append(f"{sub}: (absent) → {new[k]!r}")
+            elif k not in new:
+                out.append(f"{sub}: {old[k]!r} → (absent)")
+            else:
+                out.extend(config_diff(old[k], new[k], sub))
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [
+            d for i, (a, b) in enumerate(zip(old, new, strict=True))
+            for d in config_diff(a, b, f"{path}[{i}]")
+        ]
+    return [] if old == new else [f"{path}: {old!r} → {new!r}"]

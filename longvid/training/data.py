@@ -38,6 +38,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from longvid import storage
+from longvid.config import config_diff
 from longvid.errors import LongvidError
 from longvid.training.data_catalog import Catalog, load_catalog
 from longvid.training.data_config import StageData
@@ -72,27 +73,6 @@ def stage_fingerprint(cfg: StageData) -> str:
     """Hash of the stage's sequence fields (what a resume must match)."""
     blob = json.dumps(cfg.sequence_fields(), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def _diff(old: Any, new: Any, path: str = "") -> list[str]:
-    """Human-readable differences between two JSON-like values (``a.b: 1 → 2``)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for k in sorted(set(old) | set(new), key=str):
-            sub = f"{path}.{k}" if path else str(k)
-            if k not in old:
-                out.append(f"{sub}: (absent) → {new[k]!r}")
-            elif k not in new:
-                out.append(f"{sub}: {old[k]!r} → (absent)")
-            else:
-                out.extend(_diff(old[k], new[k], sub))
-        return out
-    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        out = []
-        for i, (a, b) in enumerate(zip(old, new, strict=True)):
-            out.extend(_diff(a, b, f"{path}[{i}]"))
-        return out
-    return [] if old == new else [f"{path}: {old!r} → {new!r}"]
 
 
 def normalize_frames(frames: torch.Tensor, mean, std) -> torch.Tensor:
@@ -398,7 +378,7 @@ class StatefulLoader:
                 f"{self.catalog.fingerprint[:12]}; changed corpora: {changed or 'their number'})"
             )
         if state["stage_fingerprint"] != stage_fingerprint(self.cfg):
-            changes = _diff(state.get("stage_config", {}), self.cfg.sequence_fields())
+            changes = config_diff(state.get("stage_config", {}), self.cfg.sequence_fields())
             raise ResumeError(
                 f"resume refused for stage {self.cfg.stage!r}: the stage config changed: "
                 + ("; ".join(changes) or "(fingerprint differs)")

@@ -31,7 +31,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from longvid import storage
-from longvid.config import read_yaml, validate_config
+from longvid.config import config_diff, read_yaml, validate_config
 from longvid.errors import ConfigError, LongvidError
 from longvid.training import checkpoint as ckpt
 from longvid.training.config import TrainConfig, resolve_path
@@ -77,25 +77,6 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------------- small helpers
-def config_diff(old: Any, new: Any, path: str = "") -> list[str]:
-    """``a.b: 1 → 2`` lines for every difference between two JSON-like values."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for k in sorted(set(old) | set(new), key=str):
-            sub = f"{path}.{k}" if path else str(k)
-            if k not in old:
-                out.append(f"{sub}: (absent) → {new[k]!r}")
-            elif k not in new:
-                out.append(f"{sub}: {old[k]!r} → (absent)")
-            else:
-                out.extend(config_diff(old[k], new[k], sub))
-        return out
-    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        return [d for i, (a, b) in enumerate(zip(old, new, strict=True))
-                for d in config_diff(a, b, f"{path}[{i}]")]
-    return [] if old == new else [f"{path}: {old!r} → {new!r}"]
-
-
 def parse_stop_after(value: str | int | float | None, total_steps: int) -> int | None:
     """``--stop-after``: a global step (``12``), a fraction of all steps (``0.5``) or ``half``."""
     if value is None:
