@@ -176,25 +176,39 @@ def test_worker_node_killed_mid_build(build_inputs, reference_build, tmp_path):
 
         wait_for(two_alive, 120, "both nodes alive", interval=1)
         worker_id = next(n["id"] for n in nodes if not n["head"])
-        with open(tmp_path / "driver.log", "wb") as fh:
-            driver = subprocess.Popen(
-                build_command(build_inputs.manifest_dir, out, f"ray.address={address}"),
-                env=env, stdout=fh, stderr=subprocess.STDOUT)
+        total = len(ledger_entries(reference_build))
+        committers: dict[Path, str | None] = {}
 
-        def by_worker() -> bool:
-            return any(json.loads(p.read_text())["stats"].get("node_id") == worker_id
-                       for p in ledger_entries(out)) or driver.poll() is not None
+        def committed_by_worker() -> bool:
+            for p in ledger_entries(out):
+                if p not in committers:
+                    committers[p] = json.loads(p.read_text())["stats"].get("node_id")
+            return worker_id in committers.values()
 
-        wait_for(by_worker, 300, "a unit committed by the worker node")
-        assert driver.poll() is None, "the build finished before the worker could be killed"
+        for attempt in range(3):  # a kill after the last commit tests nothing: build again
+            with open(tmp_path / f"driver{attempt}.log", "wb") as fh:
+                driver = subprocess.Popen(
+                    build_command(build_inputs.manifest_dir, out, f"ray.address={address}"),
+                    env=env, stdout=fh, stderr=subprocess.STDOUT)
+            running = driver
+            wait_for(lambda d=running: committed_by_worker() or d.poll() is not None, 300,
+                     "a unit committed by the worker node", interval=0.02)
+            if driver.poll() is None and len(ledger_entries(out)) < total:
+                break
+            assert driver.wait(timeout=600) == 0
+            shutil.rmtree(out)
+            committers.clear()
+        else:
+            raise AssertionError("the build finished before the worker could be killed")
+        # the worker has committed work and units are still to do: kill the node
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(timeout=30)
-        killed_at = len(ledger_entries(out))
-        assert driver.wait(timeout=600) == 0, (tmp_path / "driver.log").read_text()[-3000:]
+        log = tmp_path / f"driver{attempt}.log"
+        assert driver.wait(timeout=600) == 0, log.read_text()[-3000:]
         entries = [json.loads(p.read_text()) for p in ledger_entries(out)]
-        assert killed_at < len(entries)  # units were still to do when the node died
         nodes_used = {e["stats"]["node_id"] for e in entries}
-        assert worker_id in nodes_used and len(nodes_used) == 2
+        head_id = next(n["id"] for n in nodes if n["head"])
+        assert worker_id in nodes_used and nodes_used <= {worker_id, head_id}
         summary = json.loads((out / "summary.json").read_text())
         assert summary["complete"] and summary["run"]["ray_address"] == address
         assert_same_as_reference(out, reference_build)
