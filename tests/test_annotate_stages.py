@@ -35,8 +35,14 @@ def npy(data: bytes) -> np.ndarray:
 
 def test_every_sample_gets_captions_scores_embeddings_and_qa(annotated_works):
     outs = annotated_works.outputs()
-    assert {w.record_id for w in annotated_works.works if not w.failed} == {
-        r["record_id"] for r in annotated_works.records}
+    # the videos listed without any text: only the random captioner describes them, and random
+    # words are not captions, so nothing does: they are rejected at the end
+    textless = {r["record_id"] for r in annotated_works.records if not r["texts"]}
+    assert "generic:no-text" in textless
+    failed = {w.record_id: w for w in annotated_works.works if w.failed}
+    assert set(failed) == textless
+    for w in failed.values():
+        assert {(r.stage, r.reason) for r in w.rejects} == {("filter", "filter:no_caption")}
     assert {o.row["bucket"] for o in outs} == {"short", "long"}
     for out in outs:
         m = meta(out)
@@ -65,7 +71,7 @@ def test_every_sample_gets_captions_scores_embeddings_and_qa(annotated_works):
 
 def test_long_samples_have_timelines_and_answers_that_check_out(annotated_works):
     longs = [o for o in annotated_works.outputs() if o.row["bucket"] == "long"]
-    assert len(longs) == 5  # ego4d, howto100m, hdvila (joined clips), miradata, generic
+    assert len(longs) == 4  # ego4d, howto100m, hdvila (joined clips), miradata
     for out in longs:
         m = meta(out)
         tl = Timeline.from_dict({"duration": m["clip"]["duration"], "events": m["events"],
@@ -99,22 +105,46 @@ def test_events_come_from_source_texts_and_fill_from_clips_where_there_are_none(
     # the joined HD-VILA sample: one event per release clip, at the clip's span
     spans = {(round(t["start"], 3), round(t["end"], 3)) for t in hd["texts"]}
     assert {(e["start"], e["end"]) for e in hd["events"]} == spans
-    gen = by_source["generic"]  # listed without any text
-    assert not gen["texts"]
-    assert gen["events"] and all(e["origin"].startswith(("clip:", "model:"))
-                                 for e in gen["events"])
-    assert any(e["origin"].startswith("clip:") for e in gen["events"])
+    assert "generic" not in by_source  # the text-less 70 s video is rejected (no caption)
 
 
-def test_model_captions_fill_the_main_caption_of_samples_without_text(annotated_works):
-    cfg = annotated_works.cfg.annotate.model_captions
-    words = set(cfg.random_model["words"])
-    gen = [o for w in annotated_works.works if w.source == "generic" for o in w.outputs]
-    assert gen
+RANDOM_TEXT_FIELDS = ("caption", "captions", "events", "scenes", "qa", "conversations")
+
+
+def test_no_random_model_text_outside_lineage(annotated_works):
+    """The tests' captioner has random weights: its captions are in lineage, nowhere else."""
+    seen = 0
+    for out in annotated_works.outputs():
+        m = meta(out)
+        lin = m["lineage"]["model_captions"]
+        assert lin["random_weights"] is True
+        randoms = [c["text"] for c in lin["random_text"]]
+        assert randoms and all(c["origin"].startswith("model:random-") for c in lin["random_text"])
+        seen += len(randoms)
+        data = json.dumps({k: m.get(k) for k in RANDOM_TEXT_FIELDS}) + out.members["txt"].decode()
+        assert "model:random-" not in data, out.key
+        for text in randoms:
+            assert text not in data, (out.key, text)
+
+
+def test_allow_random_text_lets_model_captions_fill_samples_without_text(annotated_works,
+                                                                         tmp_path):
+    rec = next(r for r in annotated_works.records if r["record_id"] == "generic:no-text")
+    cfg = build_config(allow_random_text=True)
+    (work,) = run_all_stages([rec], cfg, tmp_path)
+    assert not work.failed
+    gen = work.outputs
+    long = [meta(o) for o in gen if o.row["bucket"] == "long"]
+    assert len(long) == 1 and long[0]["events"] and all(
+        e["origin"].startswith(("clip:", "model:")) for e in long[0]["events"])
+    assert any(e["origin"].startswith("clip:") for e in long[0]["events"])
+    mc = cfg.annotate.model_captions
+    words = set(mc.random_model["words"])
     for out in gen:
         m = meta(out)
         model_caps = [c for c in m["captions"] if c["origin"].startswith("model:random-")]
-        n = cfg.frames_long if m["bucket"] == "long" else 1
+        assert "random_text" not in m["lineage"]["model_captions"]
+        n = mc.frames_long if m["bucket"] == "long" else 1
         assert len(model_caps) == (n if m["bucket"] == "long" else 1)
         for c in model_caps:
             assert set(c["text"].replace(",", " ").split()) - {"then"} <= words

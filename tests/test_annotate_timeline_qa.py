@@ -326,3 +326,67 @@ def test_timelines_of_sample_corpus_videos_follow_the_ground_truth(sample_corpus
             it.task for it in items}
         for it in items:
             assert verify(it, tl) is None, (it, verify(it, tl))
+
+
+# ---- text scope -------------------------------------------------------------------------------
+
+
+def test_narration_spans_run_between_neighbouring_narrations_of_their_pass():
+    caps = [cap(10.0, None, "C picks up a knife", "narration", "narration_pass_1"),
+            cap(11.0, None, "C cuts the onion", "narration", "narration_pass_1"),
+            cap(20.0, None, "C washes the knife", "narration", "narration_pass_1"),
+            cap(10.6, None, "C grabs the knife", "narration", "narration_pass_2")]
+    tl = build_timeline(caps, 60.0, [], [], EventsConfig(point_event_s=4.0))
+    got = {(e.text, e.start, e.end) for e in tl.events}
+    assert got == {
+        ("C picks up a knife", 8.0, 10.5),  # no earlier narration: 2 s before; then the midpoint
+        ("C cuts the onion", 10.5, 13.0),  # midpoint with 10 s; the next is 9 s away: 2 s cap
+        ("C washes the knife", 18.0, 22.0),
+        ("C grabs the knife", 8.6, 12.6),  # pass 2 has no neighbours: its own timeline
+    }
+    # spans of one pass never overlap
+    p1 = sorted((e.start, e.end) for e in tl.events if e.origin == "narration_pass_1")
+    assert all(a[1] <= b[0] for a, b in zip(p1, p1[1:], strict=False))
+    fixed = build_timeline(caps, 60.0, [], [], EventsConfig(point_event_s=4.0,
+                                                            point_event_rule="fixed"))
+    assert {(e.text, e.start, e.end) for e in fixed.events} >= {("C cuts the onion", 9.0, 13.0)}
+
+
+def test_a_whole_video_text_is_never_the_caption_of_a_sub_clip():
+    from longvid.pipelines.captions import main_caption
+
+    texts = retime_texts([{"start": None, "end": None, "text": "a red screen, then a blue grid",
+                           "kind": "caption", "origin": "text"},
+                          {"start": 1.0, "end": 4.0, "text": "hello there", "kind": "asr",
+                           "origin": "asr"}], 0.0, 5.0)
+    assert main_caption(texts, [], 100, whole_video=True) == "a red screen, then a blue grid"
+    assert main_caption(texts, [], 100, whole_video=False) == "hello there"
+    assert main_caption(texts[:1], [], 100, whole_video=False) == ""
+    # it stays video-level context: a caption record without times, never an event
+    caps = source_captions(texts, 5.0)
+    assert caps[0]["start"] is None and caps[0]["text"] == "a red screen, then a blue grid"
+    tl = build_timeline(caps, 5.0, [], [], EventsConfig())
+    assert [e.text for e in tl.events] == ["hello there"]
+
+
+def test_texts_spanning_the_whole_video_are_marked_video_level():
+    from longvid.pipelines.captions import main_caption, mark_video_level, video_level
+
+    source = [{"start": 0.0, "end": 14.6, "text": "a webvid name", "kind": "title",
+               "origin": "name"},
+              {"start": 0.0, "end": None, "text": "a folder text", "kind": "caption",
+               "origin": "text"},
+              {"start": 0.0, "end": None, "text": "C opens a door", "kind": "narration",
+               "origin": "narration_pass_1"},  # a point in time at 0 s, not the whole video
+              {"start": 3.0, "end": 9.0, "text": "a clip text", "kind": "caption",
+               "origin": "text"}]
+    assert [video_level(t, 15.0) for t in source] == [True, True, False, False]
+    sub = mark_video_level(retime_texts(source, 0.0, 5.0), source, 15.0)
+    assert {t["text"] for t in sub if t.get("scope") == "video"} == {"a webvid name",
+                                                                     "a folder text"}
+    # the 0-5 s clip: neither whole-video text is its caption, nor an event of it
+    assert main_caption(sub, [], 100, whole_video=False) == "C opens a door"
+    assert main_caption(sub, [], 100, whole_video=True) == "a folder text"  # the name: clipped
+    caps = source_captions(sub, 5.0)
+    tl = build_timeline(caps, 5.0, [], [], EventsConfig())
+    assert [e.text for e in tl.events] == ["C opens a door"]

@@ -51,6 +51,10 @@ class ModelCaptionsConfig(Section):
         description="instead of model_path: a random-initialised ViT+GPT-2 captioner from "
         "{encoder: ViTConfig args, decoder: GPT2Config args, words: [...], seed} (tests, demo)",
     )
+    random_weights: bool | None = Field(
+        None, description="whether the weights are random (their text never becomes data); null = "
+        "detect: random_model set, or the model directory holds longvid_random_weights.json"
+    )
     frames_short: int = Field(
         1, ge=1, description="frames captioned per short sample (of the sampled frames)"
     )
@@ -83,9 +87,15 @@ class EventsConfig(Section):
         description="of several texts with exactly the same span (MiraData's caption columns), "
         "the one from the first origin listed here is the event (else the longest text)",
     )
+    point_event_rule: Literal["neighbours", "fixed"] = Field(
+        "neighbours",
+        description="span of a point-in-time text (Ego4D narration): neighbours = from the "
+        "midpoint with the previous narration of the same pass to the midpoint with the next, "
+        "at most point_event_s/2 either side; fixed = point_event_s centred on its time",
+    )
     point_event_s: float = Field(
-        4.0, gt=0, description="a point-in-time text (Ego4D narration) becomes an event this long, "
-        "centred on its time"
+        4.0, gt=0, description="a point-in-time text's event is at most this long (neighbours) "
+        "or exactly this long (fixed), around its time"
     )
     asr_join_gap_s: float = Field(
         1.0, ge=0, description="ASR fragments closer than this join into one event"
@@ -145,6 +155,10 @@ class RewriteConfig(Section):
 
     model_path: str | None = Field(
         None, description="local directory of a saved causal LM + tokenizer; required to run"
+    )
+    random_weights: bool | None = Field(
+        None, description="whether the weights are random (rewrites then stay in lineage); null = "
+        "detect: the model directory holds longvid_random_weights.json"
     )
     prompt: str = Field(
         "Rewrite this question in other words. Keep every quoted phrase unchanged.\n"
@@ -224,3 +238,7 @@ class AnnotateConfig(Section):
     rewrite: RewriteConfig = Field(RewriteConfig(), description="LLM rewriter (stage qa_rewrite)")
     embed: EmbedConfig = Field(EmbedConfig(), description="open_clip embeddings (stage embed)")
     filters: FiltersConfig = Field(FiltersConfig(), description="scores and filters (stage filter)")
+    allow_random_text: bool = Field(
+        False, description="let text of random-weight models (demo, tests) into captions, events, "
+        "QA and conversations; off: it is kept in the sample's lineage only"
+    )

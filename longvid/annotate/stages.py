@@ -28,6 +28,7 @@ from longvid.annotate import frames as fr
 from longvid.annotate.captions import source_captions
 from longvid.annotate.config import AnnotateConfig
 from longvid.annotate.embed import ClipEmbedder, cosine, pool
+from longvid.annotate.provenance import text_allowed
 from longvid.annotate.qa import QAItem, conversations, make_qa, short_caption_qa
 from longvid.annotate.scores import cheap_filter, final_filter, sample_scores
 from longvid.annotate.timeline import Event, Timeline, build_timeline
@@ -81,7 +82,7 @@ def reject_outputs(work: VideoWork, drop: dict[str, tuple[str, str]]) -> None:
         if out.key in drop:
             reason, detail = drop[out.key]
             work.reject_sample("filter", reason, out.key, detail)
-            _frames(work).pop(out.key, None)
+            work.notes.get(FRAMES_NOTE, {}).pop(out.key, None)  # released frames stay released
         else:
             kept.append(out)
     work.outputs = kept
@@ -248,8 +249,12 @@ class ModelCaptions(Stage):
                 text = ", then ".join(dict.fromkeys(t for t in caps if t))
                 if text:
                     new.append(_cap(0.0, round(dur, 3), text, captioner.name))
+            lineage = captioner.lineage()
+            if not text_allowed(captioner.random, cfg.allow_random_text):
+                # random words: shown in lineage (the stage ran), never data
+                lineage["random_text"], new = new, []
             meta.setdefault("captions", []).extend(new)
-            meta["lineage"]["model_captions"] = captioner.lineage()
+            meta["lineage"]["model_captions"] = lineage
             if mc.main_if_missing and not meta.get("caption") and new:
                 set_caption(out, meta, "; ".join(c["text"] for c in new))
             write_meta(out, meta)
@@ -409,10 +414,14 @@ class QARewrite(Stage):
             if not meta.get("qa"):
                 continue
             items = [QAItem(**q) for q in meta["qa"]]
-            rewriter.rewrite(items)
+            apply = text_allowed(rewriter.random, cfg.allow_random_text)
+            usable = rewriter.rewrite(items, apply=apply)
             meta["qa"] = [it.as_dict() for it in items]
             meta["conversations"] = conversations(items)
-            meta["lineage"]["qa_rewrite"] = rewriter.lineage()
+            lineage = rewriter.lineage()
+            if not apply:
+                lineage["random_text"] = usable  # random words: lineage only
+            meta["lineage"]["qa_rewrite"] = lineage
             write_meta(out, meta)
         return work
 
