@@ -141,6 +141,23 @@ class QAConfig(Section):
     short_caption_qa: bool = Field(
         True, description="short samples get one caption question answered by the main caption"
     )
+    count_method: Literal["verb_object", "embedding"] = Field(
+        "verb_object",
+        description="event counting groups events by meaning: verb_object = normalised verb and "
+        "object (model-free); embedding = open_clip text-embedding cosine (needs "
+        "embed.pretrained: trained weights)",
+    )
+    count_similarity: float = Field(
+        0.85, ge=0, le=1, description="embedding: texts with at least this cosine are one action"
+    )
+    count_merge_gap_s: float = Field(
+        1.0, ge=0, description="events of one action this close, with no other action starting "
+        "in between (or overlapping), are one occurrence"
+    )
+    count_once_share: float = Field(
+        0.0, ge=0, le=1, description="event counting asks actions that happen at least twice; "
+        "each once-only action is also asked with this probability (0 = never)"
+    )
 
     @model_validator(mode="after")
     def _known_tasks(self) -> QAConfig:
@@ -242,3 +259,11 @@ class AnnotateConfig(Section):
         False, description="let text of random-weight models (demo, tests) into captions, events, "
         "QA and conversations; off: it is kept in the sample's lineage only"
     )
+
+    @model_validator(mode="after")
+    def _counting_needs_trained_embeddings(self) -> AnnotateConfig:
+        if self.qa.count_method == "embedding" and self.embed.pretrained is None:
+            raise ValueError("qa.count_method embedding needs trained open_clip weights "
+                             "(embed.pretrained); random text embeddings group nothing "
+                             "meaningful: use verb_object")
+        return self

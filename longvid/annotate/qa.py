@@ -7,7 +7,9 @@
   start times (only events that do not overlap, with distinct texts);
 * ``scene_relationship``: what is shown in the scene right after/before the one with "<scene>"?
   → the adjacent scene's description (scenes are the shots between cuts);
-* ``event_counting``: how many times does "<event>" happen? → the number of events with that text.
+* ``event_counting``: how many times does "<event>" happen? → the number of occurrences of that
+  action (events grouped by meaning: :mod:`longvid.annotate.counting`); only actions that happen
+  at least twice, unless ``count_once_share``.
 
 Every item carries ``check``: what the answer claims in machine-readable form, so that
 :func:`verify` can test it against the timeline (the tests do, and the rewriter uses it to keep
@@ -27,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from longvid.annotate.config import QAConfig
+from longvid.annotate.counting import Group, action_key, occurrences, verb_object_groups
 from longvid.annotate.timeline import EPS, Event, Scene, Timeline, normalise
 
 VIDEO_PLACEHOLDER = "<image>"  # what LLaVA-style trainers (VideoChat-Flash's too) expect first
@@ -62,6 +65,16 @@ _SHORT = (
     "What does this short clip show?",
     "Write a short caption for this video.",
 )
+
+
+MC_LETTERS = "ABCD"
+MC_SUFFIX = "Answer with the option's letter from the given choices directly."
+
+
+def mc_question(question: str, options: Sequence[str]) -> str:
+    """A multiple-choice question in VideoChat-Flash's (LLaVA-Video's) layout."""
+    lines = [question, "Options:"] + [f"({MC_LETTERS[k]}) {o}" for k, o in enumerate(options)]
+    return "\n".join(lines + [MC_SUFFIX])
 
 
 @dataclass
@@ -115,8 +128,10 @@ def describe(tl: Timeline, rng: random.Random, cfg: QAConfig) -> list[QAItem]:
 
 
 def _unique_events(tl: Timeline) -> list[int]:
-    counts = Counter(e.label for e in tl.events)
-    return [i for i, e in enumerate(tl.events) if counts[e.label] == 1]
+    """Events whose action happens once (so "when does it happen" has one answer)."""
+    keys = [action_key(e.text) for e in tl.events]
+    counts = Counter(keys)
+    return [i for i, k in enumerate(keys) if counts[k] == 1]
 
 
 def ground(tl: Timeline, rng: random.Random, cfg: QAConfig) -> list[QAItem]:
@@ -215,25 +230,34 @@ def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def count(tl: Timeline, rng: random.Random, cfg: QAConfig) -> list[QAItem]:
-    counts = Counter(e.label for e in tl.events)
-    if not counts:
-        return []
-    first_of: dict[str, int] = {}
-    for i, e in enumerate(tl.events):
-        first_of.setdefault(e.label, i)
-    labels = sorted(counts, key=lambda lab: first_of[lab])
-    repeated = [lab for lab in labels if counts[lab] > 1]
+def count(tl: Timeline, rng: random.Random, cfg: QAConfig,
+          groups: Sequence[Group] | None = None) -> list[QAItem]:
+    """How many times does an action happen: events grouped by meaning (``groups``, else by
+    verb-object key), counted as occurrences (:mod:`longvid.annotate.counting`); only actions
+    that happen at least twice are asked, plus a ``count_once_share`` of once-only ones."""
+    if groups is None:
+        groups = verb_object_groups(tl.events, cfg.count_merge_gap_s)
+    repeated = [g for g in groups if g.count >= 2]
+    singles = [g for g in groups if g.count == 1]
     rng.shuffle(repeated)
-    singles = [lab for lab in labels if counts[lab] == 1]
     rng.shuffle(singles)
+    chosen = repeated[: cfg.per_task]
+    for g in singles:
+        if len(chosen) >= cfg.per_task:
+            break
+        if rng.random() < cfg.count_once_share:
+            chosen.append(g)
     out = []
-    for lab in (repeated + singles)[: cfg.per_task]:
-        n = counts[lab]
-        text = _quote(tl.events[first_of[lab]].text)
+    for g in sorted(chosen, key=lambda g: g.events[0]):
+        n = g.count
+        text = _quote(tl.events[g.events[0]].text)
         q = rng.choice(_COUNT).format(text=text)
-        a = f"It happens {n} time{'s' if n != 1 else ''}."
-        out.append(QAItem("event_counting", q, a, {"label": lab, "count": n}))
+        starts = ", ".join(f"{fmt(a)} s" for a, _ in g.occurrences)
+        a = f"It happens {n} time{'s' if n != 1 else ''}, starting at {starts}."
+        out.append(QAItem("event_counting", q, a, {
+            "method": cfg.count_method, "key": g.key, "events": list(g.events),
+            "occurrences": [list(o) for o in g.occurrences], "count": n,
+            "merge_gap_s": cfg.count_merge_gap_s}))
     return out
 
 
@@ -296,7 +320,7 @@ def verify(item: QAItem | dict[str, Any], tl: Timeline) -> str | None:
             return f"span [{a}, {b}] does not contain event [{e.start}, {e.end}]"
         if b - a > (e.end - e.start) + 0.2 + EPS:
             return f"span [{a}, {b}] is wider than event [{e.start}, {e.end}] + rounding"
-        if sum(x.label == e.label for x in ev) != 1:
+        if sum(action_key(x.text) == action_key(e.text) for x in ev) != 1:
             return "the grounded text occurs more than once"
         if f"{fmt(a)} to {fmt(b)}" not in it.answer or _quote(e.text) not in it.question:
             return "question or answer does not show the event and span"
@@ -323,13 +347,50 @@ def verify(item: QAItem | dict[str, Any], tl: Timeline) -> str | None:
             return "the answer does not describe the adjacent scene"
         return None
     if it.task == "event_counting":
-        n = sum(e.label == c["label"] for e in ev)
-        if n != c["count"] or f"{n} time" not in it.answer:
-            return f"count {c['count']} does not match the timeline's {n}"
+        return verify_count(it, tl)
+    if it.task == "event_counting_mc":
+        options, k = c.get("options") or [], c.get("correct", -1)
+        if [j for j, o in enumerate(options) if o == c["count"]] != [k]:
+            return "the options do not hold exactly one correct count at the answer's letter"
+        if not it.answer.startswith(f"({MC_LETTERS[k]})"):
+            return "the answer's letter is not the correct option"
+        return verify_count(it, tl)
+    if it.task == "temporal_grounding_mc":
+        e, tol = ev[c["event"]], float(c.get("tolerance", 0.0))
+        on = [j for j, (a, b) in enumerate(c.get("options") or [])
+              if abs(a - e.start) <= tol + 0.05 + EPS and abs(b - e.end) <= tol + 0.05 + EPS]
+        if on != [c.get("correct")]:
+            return "the options do not hold exactly one span of the event at the answer's letter"
+        if not it.answer.startswith(f"({MC_LETTERS[c['correct']]})"):
+            return "the answer's letter is not the correct option"
+        if sum(action_key(x.text) == action_key(e.text) for x in ev) != 1:
+            return "the grounded text occurs more than once"
         return None
     if it.task == "short_caption":
         return None
     return f"unknown task {it.task!r}"
+
+
+def verify_count(it: QAItem, tl: Timeline) -> str | None:
+    """A counting item: the counted events are one action (verb-object: all of its events), and
+    the count is the number of their occurrences on the timeline."""
+    c, ev = it.check, tl.events
+    idx = list(c.get("events") or [])
+    if not idx or any(not 0 <= i < len(ev) for i in idx):
+        return "the counted events are not on the timeline"
+    if c.get("method", "verb_object") == "verb_object":
+        keys = [action_key(e.text) for e in ev]
+        if {keys[i] for i in idx} != {c["key"]}:
+            return f"the counted events are not all the action {c['key']!r}"
+        if sorted(idx) != [i for i, k in enumerate(keys) if k == c["key"]]:
+            return f"not every event of the action {c['key']!r} is counted"
+    else:  # embedding groups: the listed events are the group
+        members = set(idx)
+        keys = [c["key"] if i in members else f"other|{i}" for i in range(len(ev))]
+    n = len(occurrences(ev, idx, keys, float(c.get("merge_gap_s", 1.0))))
+    if n != c["count"] or len(c.get("occurrences") or []) != n or f"{n} time" not in it.answer:
+        return f"count {c['count']} does not match the timeline's {n}"
+    return None
 
 
 def events_for_answer(tl: Timeline, item: QAItem) -> list[Event]:
@@ -341,6 +402,4 @@ def events_for_answer(tl: Timeline, item: QAItem) -> list[Event]:
         return [tl.events[c["event"]]]
     if "order" in c:
         return [tl.events[i] for i in c["order"]]
-    if "label" in c:
-        return [e for e in tl.events if e.label == c["label"]]
     return []
