@@ -47,11 +47,12 @@ def test_unknown_keys_and_tasks_are_config_errors_naming_them(tmp_path):
 
 def test_stage_kinds_and_order():
     kinds = {n: stage_class(n).kind for n in ["filter", "captions", "frames", "model_captions",
-                                              "embed", "events", "qa", "qa_rewrite",
+                                              "embed", "events", "qa", "llm_qa", "qa_rewrite",
                                               "filter_final"]}
     assert kinds == {"filter": "cpu", "captions": "cpu", "frames": "cpu",
                      "model_captions": "model", "embed": "model", "events": "model",
-                     "qa": "model", "qa_rewrite": "model", "filter_final": "model"}
+                     "qa": "model", "llm_qa": "model", "qa_rewrite": "model",
+                     "filter_final": "model"}
     with pytest.raises(ConfigError, match="model stages must come after all cpu stages"):
         check_stage_list([*CORE, "embed", "captions"])
     with pytest.raises(ConfigError, match="unknown stage 'caption'.*captions"):

@@ -187,6 +187,61 @@ class RewriteConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when present")
 
 
+LLM_QA_TASKS = (
+    "temporal_grounding",
+    "temporal_grounding_mc",
+    "event_relationship",
+    "event_counting",
+    "event_counting_mc",
+    "scene_relationship",
+    "long_video_description",
+)
+
+
+class LLMQAConfig(Section):
+    """LLM-written QA: a local causal LM writes questions from each long sample's timeline,
+    decoding constrained to a JSON schema; every item is validated against the timeline."""
+
+    model_path: str | None = Field(
+        None, description="local directory of a saved causal LM + tokenizer; required to run"
+    )
+    random_weights: bool | None = Field(
+        None, description="whether the weights are random (then its items stay out of the data, "
+        "only counted in lineage); null = detect: longvid_random_weights.json in model_path"
+    )
+    tasks: list[str] = Field(
+        list(LLM_QA_TASKS), description=f"task types the LLM writes, of {LLM_QA_TASKS}"
+    )
+    per_task: int = Field(1, ge=1, description="LLM outputs per task type and sample")
+    preamble: str = Field(
+        "You write questions and answers about a video, using only its timeline below.",
+        description="first line of every prompt",
+    )
+    max_events: int = Field(60, ge=1, description="events and scenes listed in a prompt, at most")
+    max_context_chars: int = Field(
+        600, ge=0, description="video-level texts (whole-video context) in a prompt, at most"
+    )
+    question_max_chars: int = Field(
+        160, ge=8, description="schema: longest question (plain characters: letters, digits, "
+        "spaces and ,.;:?!'()-)"
+    )
+    time_tolerance_s: float = Field(
+        1.0, ge=0, description="an LLM time is on an event when within this of its start/end"
+    )
+    count_merge_gap_s: float = Field(
+        1.0, ge=0, description="counting: as qa.count_merge_gap_s (occurrences of one action)"
+    )
+    batch_size: int = Field(8, ge=1, description="prompts per generate call")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when present")
+
+    @model_validator(mode="after")
+    def _known_tasks(self) -> LLMQAConfig:
+        unknown = [t for t in self.tasks if t not in LLM_QA_TASKS]
+        if unknown:
+            raise ValueError(f"unknown LLM QA task(s) {unknown}; known: {list(LLM_QA_TASKS)}")
+        return self
+
+
 class EmbedConfig(Section):
     """open_clip embeddings of sampled frames and of the main caption."""
 
@@ -252,6 +307,7 @@ class AnnotateConfig(Section):
     )
     events: EventsConfig = Field(EventsConfig(), description="timelines (stage events)")
     qa: QAConfig = Field(QAConfig(), description="QA templates (stage qa)")
+    llm_qa: LLMQAConfig = Field(LLMQAConfig(), description="LLM-written QA (stage llm_qa)")
     rewrite: RewriteConfig = Field(RewriteConfig(), description="LLM rewriter (stage qa_rewrite)")
     embed: EmbedConfig = Field(EmbedConfig(), description="open_clip embeddings (stage embed)")
     filters: FiltersConfig = Field(FiltersConfig(), description="scores and filters (stage filter)")

@@ -160,6 +160,32 @@ def action_key(text: str) -> str:
     return f"{verb}|{phrase}"
 
 
+def _canon(word: str) -> str:
+    """A word in canonical form: lemma, canonical verb, singular, object synonym folded."""
+    lemma = _lemma(word)
+    if lemma in _VERB_SYNONYMS:
+        return _VERB_SYNONYMS[lemma]
+    noun = _singular(word)
+    return _OBJECT_SYNONYMS.get(noun, noun)
+
+
+def content_words(text: str) -> set[str]:
+    """Canonical content words of a text (no tags, subject, determiners or prepositions)."""
+    words, _ = _strip_subject(_words(text))
+    skip = _DETERMINERS | _PREPOSITIONS | _SKIP_BEFORE_VERB
+    return {_canon(w) for w in words if w not in skip}
+
+
+def mentions(question: str, text: str, share: float = 0.6) -> bool:
+    """Whether ``question`` names the event ``text``: at least ``share`` of the event's content
+    words (lemmatised) appear in it, so a paraphrase ("the fridge is opened") still counts."""
+    need = content_words(text)
+    if not need:
+        return False
+    have = {_canon(w) for w in _words(question)}
+    return len(need & have) >= share * len(need) - 1e-9
+
+
 @dataclass
 class Group:
     """Events that are the same action: their indices (time order) and occurrences."""

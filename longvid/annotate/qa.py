@@ -29,7 +29,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from longvid.annotate.config import QAConfig
-from longvid.annotate.counting import Group, action_key, occurrences, verb_object_groups
+from longvid.annotate.counting import (
+    Group,
+    action_key,
+    mentions,
+    occurrences,
+    verb_object_groups,
+)
 from longvid.annotate.timeline import EPS, Event, Scene, Timeline, normalise
 
 VIDEO_PLACEHOLDER = "<image>"  # what LLaVA-style trainers (VideoChat-Flash's too) expect first
@@ -322,7 +328,9 @@ def verify(item: QAItem | dict[str, Any], tl: Timeline) -> str | None:
             return f"span [{a}, {b}] is wider than event [{e.start}, {e.end}] + rounding"
         if sum(action_key(x.text) == action_key(e.text) for x in ev) != 1:
             return "the grounded text occurs more than once"
-        if f"{fmt(a)} to {fmt(b)}" not in it.answer or _quote(e.text) not in it.question:
+        named = (mentions(it.question, e.text) if c.get("llm")
+                 else _quote(e.text) in it.question)  # the LLM may paraphrase
+        if f"{fmt(a)} to {fmt(b)}" not in it.answer or not named:
             return "question or answer does not show the event and span"
         return None
     if it.task == "event_relationship":

@@ -393,8 +393,57 @@ class QA(Stage):
             meta["qa"] = [it.as_dict() for it in items]
             meta["conversations"] = conversations(items)
             extra = out.row.setdefault("extra", {})
-            extra["qa"] = {t: sum(it.task == t for it in items) for t in
-                           dict.fromkeys(it.task for it in items)}
+            extra["qa"] = task_counts(meta["qa"])
+            write_meta(out, meta)
+        return work
+
+
+def _make_llm_qa(cfg_json: str):
+    from longvid.annotate.config import LLMQAConfig
+    from longvid.annotate.llm_qa import LLMQAWriter
+
+    return LLMQAWriter(LLMQAConfig.model_validate_json(cfg_json))
+
+
+def task_counts(items: list[dict[str, Any]]) -> dict[str, int]:
+    """QA items per task, tasks in first-seen order (the build summary and the audit sum them)."""
+    return {t: sum(q["task"] == t for q in items) for t in dict.fromkeys(q["task"] for q in items)}
+
+
+class LLMQA(Stage):
+    """LLM-written QA from each long sample's timeline, decoding constrained to a JSON schema,
+    every item validated (:mod:`longvid.annotate.llm_qa`); accepted items replace the template
+    items of their task. A random-weight LLM's items are only counted (lineage), never data."""
+
+    name: ClassVar[str] = "llm_qa"
+    kind: ClassVar[str] = "model"  # after events and qa
+
+    def __call__(self, work: VideoWork) -> VideoWork:
+        from longvid.annotate.llm_qa import merge_llm_items
+
+        cfg = annotate_cfg(self)
+        writer = _cached("llm_qa", cfg.llm_qa.model_dump_json(), _make_llm_qa)
+        allowed = text_allowed(writer.random, cfg.allow_random_text)
+        for out in work.outputs:
+            meta = read_meta(out)
+            if meta["bucket"] != "long" or not meta.get("events"):
+                continue
+            tl = Timeline.from_dict({"duration": duration_of(meta), "events": meta["events"],
+                                     "scenes": meta.get("scenes") or []})
+            context = [c["text"] for c in meta.get("captions") or []
+                       if c.get("scope") == "video" or c.get("start") is None]
+            items, stats, raw = writer.write(tl, context, out.key, self.cfg.seed)
+            lineage = {**writer.lineage(), **stats.as_dict()}
+            if allowed:
+                qa = merge_llm_items([QAItem(**q) for q in meta.get("qa") or []], items)
+                meta["qa"] = [it.as_dict() for it in qa]
+                meta["conversations"] = conversations(qa)
+            else:
+                lineage["random_text"] = raw  # random words: lineage only
+            meta["lineage"]["llm_qa"] = lineage
+            extra = out.row.setdefault("extra", {})
+            extra["llm_qa"] = stats.as_dict()
+            extra["qa"] = task_counts(meta["qa"])
             write_meta(out, meta)
         return work
 
@@ -448,5 +497,5 @@ class FinalFilter(Stage):
 STAGES: dict[str, type[Stage]] = {
     cls.name: cls
     for cls in (SampleFilter, SourceCaptions, Frames, ModelCaptions, Embed, Events, QA,
-                QARewrite, FinalFilter)
+                LLMQA, QARewrite, FinalFilter)
 }
