@@ -151,7 +151,7 @@ class QAConfig(Section):
         0.85, ge=0, le=1, description="embedding: texts with at least this cosine are one action"
     )
     count_merge_gap_s: float = Field(
-        1.0, ge=0, description="events of one action this close, with no other action starting "
+        10.0, ge=0, description="events of one action this close, with no other action starting "
         "in between (or overlapping), are one occurrence"
     )
     count_once_share: float = Field(
@@ -229,7 +229,7 @@ class LLMQAConfig(Section):
         1.0, ge=0, description="an LLM time is on an event when within this of its start/end"
     )
     count_merge_gap_s: float = Field(
-        1.0, ge=0, description="counting: as qa.count_merge_gap_s (occurrences of one action)"
+        10.0, ge=0, description="counting: as qa.count_merge_gap_s (occurrences of one action)"
     )
     batch_size: int = Field(8, ge=1, description="prompts per generate call")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when present")

@@ -14,9 +14,10 @@ refrigerator door"), so counting identical texts answers "once" nearly always. T
   weights: :func:`embedding_groups` refuses random ones.
 
 Occurrences: the events of one group are one *occurrence* when they overlap in time (two
-narration passes describing the same moment) or follow each other within ``merge_gap_s`` with no
-other action starting in between (a run of narrations of one ongoing action). The count is the
-number of occurrences.
+narration passes describing the same moment) or follow each other within ``merge_gap_s`` (10 s
+by default) with no other action starting in between: a run of narrations of one ongoing action
+("cuts the onion", "slices the onion", "cuts the onion") is one occurrence; the action happens
+again after something else happened. The count is the number of occurrences.
 """
 
 from __future__ import annotations

@@ -395,7 +395,7 @@ def verify_count(it: QAItem, tl: Timeline) -> str | None:
     else:  # embedding groups: the listed events are the group
         members = set(idx)
         keys = [c["key"] if i in members else f"other|{i}" for i in range(len(ev))]
-    n = len(occurrences(ev, idx, keys, float(c.get("merge_gap_s", 1.0))))
+    n = len(occurrences(ev, idx, keys, float(c.get("merge_gap_s", 10.0))))
     if n != c["count"] or len(c.get("occurrences") or []) != n or f"{n} time" not in it.answer:
         return f"count {c['count']} does not match the timeline's {n}"
     return None
