@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,9 @@ def test_every_accepted_sample_has_captions_qa_and_embeddings(corpus, sample_cor
     assert all("#" not in r["locator"] for r in rejects)
     assert {(r["stage"], r["reason"]) for r in rejects} == {("filter", "filter:no_caption")}
     assert {r["record_id"] for r in rejects} == uncaptioned_generic_videos(sample_corpus)
+    # QA items per task in the build summary: the samples' items, counted
+    per_task = Counter(q["task"] for m in metas.values() for q in m["qa"])
+    assert summary["qa_by_task"] == dict(per_task) and per_task["temporal_grounding_mc"] > 0
     for r in rows:
         m = metas[r["key"]]
         exts = {x["ext"] for x in r["members"]}
@@ -110,7 +114,8 @@ def test_long_samples_of_every_long_source_have_checked_qa(corpus):
             assert verify(q, tl) is None, (r["key"], q)
             tasks.add(q["task"])
     assert tasks == {"long_video_description", "temporal_grounding", "event_relationship",
-                     "scene_relationship", "event_counting"}
+                     "scene_relationship", "event_counting", "temporal_grounding_mc",
+                     "event_counting_mc"}
 
 
 def test_stock_webdataset_reads_the_embeddings(corpus):
@@ -138,7 +143,8 @@ def test_videochat_flash_export_of_clips(corpus, tmp_path):
     entries = doc["datasets"]
     names = {Path(e["json_path"]).name for e in entries}
     assert {"long_temporal_grounding.json", "long_event_counting.json",
-            "long_long_video_description.json", "short_short_caption.json"} <= names
+            "long_long_video_description.json", "short_short_caption.json",
+            "long_temporal_grounding_mc.json", "long_event_counting_mc.json"} <= names
     total = 0
     for e in entries:
         assert e["sampling_strategy"] == "first:50%" and Path(e["json_path"]).is_absolute()
@@ -153,6 +159,12 @@ def test_videochat_flash_export_of_clips(corpus, tmp_path):
                 {"from": "human", "value": "<image>\n" + q["question"]},
                 {"from": "gpt", "value": q["answer"]}]
             assert "start" not in rec and rec["video"] == f"{m['source']}/{key}.mp4"
+            if rec["task"].endswith("_mc"):  # VideoChat-Flash's multiple-choice layout
+                human, gpt = (t["value"] for t in rec["conversations"])
+                assert "\nOptions:\n(A) " in human and "\n(D) " in human
+                assert human.endswith("Answer with the option's letter from the given choices "
+                                      "directly.")
+                assert gpt[:4] in ("(A) ", "(B) ", "(C) ", "(D) ")
             # the trainer joins data_root and video: that file is the sample's clip
             assert (Path(e["data_root"]) / rec["video"]).is_file()
     assert total == sum(len(m["qa"]) for m in metas.values())

@@ -22,7 +22,7 @@ from tests.fixtures.annotate import build_config, run_all_stages
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 TASKS = {"long_video_description", "temporal_grounding", "event_relationship",
-         "scene_relationship", "event_counting"}
+         "scene_relationship", "event_counting", "temporal_grounding_mc", "event_counting_mc"}
 
 
 def meta(out) -> dict:

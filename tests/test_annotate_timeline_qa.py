@@ -168,7 +168,8 @@ def test_all_five_tasks_with_answers_that_match_the_timeline():
     tl = known_timeline()
     items = by_task(make_qa(tl, "k", 0, QAConfig(order_events=3)))
     assert set(items) == {"long_video_description", "temporal_grounding", "event_relationship",
-                          "scene_relationship", "event_counting"}
+                          "scene_relationship", "event_counting", "temporal_grounding_mc",
+                          "event_counting_mc"}
     for it in items.values():
         assert verify(it, tl) is None, (it.task, verify(it, tl))
 
@@ -198,6 +199,30 @@ def test_all_five_tasks_with_answers_that_match_the_timeline():
     else:
         assert target.end == anchor.start
     assert target.text.lower() in s.answer.lower() and anchor.text in s.question
+
+
+def test_multiple_choice_items_hold_exactly_one_answer_at_their_letter():
+    tl = known_timeline()
+    items = by_task(make_qa(tl, "k", 0, QAConfig()))
+    g = items["temporal_grounding_mc"]
+    e = tl.events[g.check["event"]]
+    assert g.question.count("\n(") == 4 and g.question.endswith(
+        "Answer with the option's letter from the given choices directly.")
+    k = g.check["correct"]
+    assert g.answer.startswith(f"({'ABCD'[k]}) From ")
+    on = [j for j, (a, b) in enumerate(g.check["options"])
+          if abs(a - e.start) <= 0.15 and abs(b - e.end) <= 0.15]
+    assert on == [k]
+    c = items["event_counting_mc"]
+    assert sorted(set(c.check["options"])) == sorted(c.check["options"])  # four distinct counts
+    assert c.check["options"][c.check["correct"]] == c.check["count"] == 2
+    # planted: a second correct option, a wrong letter
+    two = QAItem(g.task, g.question, g.answer, {**g.check, "options": [
+        g.check["options"][k]] * 2 + g.check["options"][2:]})
+    assert "exactly one" in verify(two, tl)
+    letter = "ABCD"[(k + 1) % 4]
+    wrong = QAItem(g.task, g.question, f"({letter}) x", g.check)
+    assert "letter" in verify(wrong, tl)
 
 
 def test_order_of_three_events_lists_letters_in_time_order():

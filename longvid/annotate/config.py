@@ -19,6 +19,8 @@ QA_TASKS = (
     "event_relationship",
     "scene_relationship",
     "event_counting",
+    "temporal_grounding_mc",
+    "event_counting_mc",
 )
 
 

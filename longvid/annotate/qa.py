@@ -7,6 +7,8 @@
   start times (only events that do not overlap, with distinct texts);
 * ``scene_relationship``: what is shown in the scene right after/before the one with "<scene>"?
   → the adjacent scene's description (scenes are the shots between cuts);
+* ``temporal_grounding_mc`` / ``event_counting_mc``: the same as multiple choice (four options,
+  VideoChat-Flash's layout: :func:`mc_question`);
 * ``event_counting``: how many times does "<event>" happen? → the number of occurrences of that
   action (events grouped by meaning: :mod:`longvid.annotate.counting`); only actions that happen
   at least twice, unless ``count_once_share``.
@@ -61,6 +63,10 @@ _ORDER_N = (
 _SCENE = (
     'What is shown in the scene right {rel} the one where "{text}"?',
     'Describe the scene that comes right {rel} the scene showing "{text}".',
+)
+_GROUND_MC = (
+    'When does "{text}" happen in the video?',
+    'At what time in the video does this happen: "{text}"?',
 )
 _COUNT = (
     'How many times does "{text}" happen in the video?',
@@ -267,12 +273,69 @@ def count(tl: Timeline, rng: random.Random, cfg: QAConfig,
     return out
 
 
+def _far(a: float, b: float, e: Event, margin: float = 0.5) -> bool:
+    """A span that is clearly not the event's (a start or an end off by more than ``margin``)."""
+    return abs(a - e.start) > margin or abs(b - e.end) > margin
+
+
+def ground_mc(tl: Timeline, rng: random.Random, cfg: QAConfig) -> list[QAItem]:
+    """Temporal grounding, multiple choice: the event's span among three spans of other events
+    (or, on short timelines, shifted copies), none of them close to the answer."""
+    pool = _unique_events(tl)
+    rng.shuffle(pool)
+    out = []
+    for i in sorted(pool[: cfg.per_task]):
+        e = tl.events[i]
+        right = outward(e.start, e.end)
+        options = [right]
+        others = [outward(x.start, x.end) for j, x in enumerate(tl.events) if j != i]
+        rng.shuffle(others)
+        width = right[1] - right[0]
+        step = max(width, 2.0)
+        others += [(round(right[0] + k * step, 1), round(right[1] + k * step, 1))
+                   for k in (1, -1, 2, -2, 3, -3, 4, -4)]
+        for a, b in others:
+            if len(options) == 4:
+                break
+            if 0 <= a < b <= tl.duration + EPS and _far(a, b, e) and all(
+                    _far(a, b, Event(x, y, "", "", "")) for x, y in options):
+                options.append((a, b))
+        if len(options) < 4:
+            continue
+        rng.shuffle(options)
+        k = options.index(right)
+        texts = [f"From {fmt(a)} to {fmt(b)} seconds." for a, b in options]
+        q = mc_question(rng.choice(_GROUND_MC).format(text=_quote(e.text)), texts)
+        out.append(QAItem("temporal_grounding_mc", q, f"({MC_LETTERS[k]}) {texts[k]}",
+                          {"event": i, "options": [list(o) for o in options], "correct": k,
+                           "tolerance": 0.1}))
+    return out
+
+
+def count_mc(tl: Timeline, rng: random.Random, cfg: QAConfig) -> list[QAItem]:
+    """Event counting, multiple choice: the count among three other counts."""
+    out = []
+    for item in count(tl, rng, cfg):
+        n = item.check["count"]
+        wrong = [m for m in (n + 1, n - 1, n + 2, n - 2, n + 3, n + 4) if m >= 1][:3]
+        options = [n, *wrong]
+        rng.shuffle(options)
+        k = options.index(n)
+        texts = [f"{m} time{'s' if m != 1 else ''}" for m in options]
+        q = mc_question(item.question, texts)
+        out.append(QAItem("event_counting_mc", q, f"({MC_LETTERS[k]}) {item.answer}",
+                          {**item.check, "options": options, "correct": k}))
+    return out
+
+
 TASK_BUILDERS = {
     "long_video_description": describe,
     "temporal_grounding": ground,
     "event_relationship": order,
     "scene_relationship": scene,
     "event_counting": count,
+    "temporal_grounding_mc": ground_mc,
+    "event_counting_mc": count_mc,
 }
 
 
