@@ -81,7 +81,11 @@ def test_long_samples_have_timelines_and_answers_that_check_out(annotated_works)
         assert [(e.start, e.end) for e in tl.events] == sorted((e.start, e.end)
                                                                for e in tl.events)
         got = {q["task"] for q in m["qa"]}
-        assert {"long_video_description", "temporal_grounding"} <= got <= TASKS
+        assert "temporal_grounding" in got and got <= TASKS
+        visual = [e for e in m["events"] if e["kind"] != "asr"]
+        assert ("long_video_description" in got) == bool(visual)  # speech describes nothing
+        speech = {e["text"] for e in m["events"] if e["kind"] == "asr"}
+        assert not speech & {s["text"] for s in m["scenes"]}
         for q in m["qa"]:
             assert verify(q, tl) is None, (out.key, q)
         assert out.row["extra"]["qa"] == {t: sum(q["task"] == t for q in m["qa"])

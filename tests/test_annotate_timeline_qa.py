@@ -351,7 +351,11 @@ def test_timelines_of_sample_corpus_videos_follow_the_ground_truth(sample_corpus
                 e, [s["text"] for s in inside])
         items = make_qa(tl, rec["record_id"], 0, QAConfig())
         tasks = {it.task for it in items}
-        assert {"long_video_description", "temporal_grounding"} <= tasks
+        assert "temporal_grounding" in tasks
+        # a description only of what is shown: HowTo100M's and HD-VILA's texts are speech
+        visual = [e for e in tl.events if e.kind != "asr"]
+        assert ("long_video_description" in tasks) == bool(visual)
+        assert bool(visual) == (source in ("ego4d", "miradata"))
         # counting is asked exactly when an action happens at least twice
         repeats = any(g.count >= 2 for g in verb_object_groups(tl.events, 10.0))
         assert ("event_counting" in tasks) == repeats
@@ -421,3 +425,28 @@ def test_texts_spanning_the_whole_video_are_marked_video_level():
     caps = source_captions(sub, 5.0)
     tl = build_timeline(caps, 5.0, [], [], EventsConfig())
     assert [e.text for e in tl.events] == ["C opens a door"]
+
+
+# ---- speech stays speech ----------------------------------------------------------------------
+
+
+def test_asr_is_speech_never_a_scene_description_or_a_counted_action():
+    caps = [cap(0.0, 4.0, "so now we open the box", "asr", "caption"),
+            cap(10.0, 14.0, "so now we open the box", "asr", "caption"),
+            cap(20.0, 24.0, "and that is it", "asr", "caption")]
+    clips = [{"start": 4.0, "end": 10.0, "text": "a red box on a table", "kind": "caption",
+              "origin": "model:captioner"}]
+    tl = build_timeline(caps, 30.0, [4.0, 10.0, 20.0], clips, EventsConfig())
+    assert {e.kind for e in tl.events} == {"asr", "caption"}
+    # scenes: only the clip describes one; speech describes none
+    assert [(s.start, s.text) for s in tl.scenes] == [
+        (0.0, None), (4.0, "a red box on a table"), (10.0, None), (20.0, None)]
+    items = {it.task: it for it in make_qa(tl, "k", 0, QAConfig(per_task=5))}
+    d = items["long_video_description"]
+    assert "a red box on a table" in d.answer and "open the box" not in d.answer
+    assert "event_counting" not in items  # "open the box" is said twice, not done twice
+    g = items["temporal_grounding"]
+    if tl.events[g.check["event"]].kind == "asr":
+        assert " said" in g.question or "say" in g.question
+    for it in items.values():
+        assert verify(it, tl) is None

@@ -38,7 +38,7 @@ from longvid.annotate.counting import (
     occurrences,
     verb_object_groups,
 )
-from longvid.annotate.timeline import EPS, Event, Scene, Timeline, normalise
+from longvid.annotate.timeline import EPS, SPEECH_KINDS, Event, Scene, Timeline, normalise
 
 VIDEO_PLACEHOLDER = "<image>"  # what LLaVA-style trainers (VideoChat-Flash's too) expect first
 
@@ -51,6 +51,10 @@ _GROUND = (
     'When does "{text}" happen in the video? Answer with the start and end time in seconds.',
     'Find the moment when "{text}". Give its start and end time in seconds.',
     'At what time in the video does this happen: "{text}"? Answer with a time span in seconds.',
+)
+_GROUND_SPEECH = (
+    'When is "{text}" said in the video? Answer with the start and end time in seconds.',
+    'At what time does the speaker say "{text}"? Give its start and end time in seconds.',
 )
 _ORDER2 = (
     'Which happens first in the video: "{a}" or "{b}"?',
@@ -124,12 +128,14 @@ def _quote(text: str) -> str:
 
 
 def describe(tl: Timeline, rng: random.Random, cfg: QAConfig) -> list[QAItem]:
-    if not tl.events:
+    """The visual events in time order (speech is not a description of what is shown)."""
+    visual = [i for i, e in enumerate(tl.events) if e.kind not in SPEECH_KINDS]
+    if not visual:
         return []
-    idx = list(range(len(tl.events)))
+    idx = visual
     if len(idx) > cfg.max_description_events:  # evenly spread, first and last included
         n = cfg.max_description_events
-        idx = sorted({round(i * (len(tl.events) - 1) / max(1, n - 1)) for i in range(n)})
+        idx = sorted({visual[round(i * (len(visual) - 1) / max(1, n - 1))] for i in range(n)})
     parts = []
     for i in idx:
         e = tl.events[i]
@@ -153,7 +159,8 @@ def ground(tl: Timeline, rng: random.Random, cfg: QAConfig) -> list[QAItem]:
     for i in sorted(pool[: cfg.per_task]):
         e = tl.events[i]
         a, b = outward(e.start, e.end)
-        q = rng.choice(_GROUND).format(text=_quote(e.text))
+        said = e.kind in SPEECH_KINDS  # a speech-grounded question: when is it said
+        q = rng.choice(_GROUND_SPEECH if said else _GROUND).format(text=_quote(e.text))
         out.append(QAItem("temporal_grounding", q, f"From {fmt(a)} to {fmt(b)} seconds.",
                           {"event": i, "span": [a, b]}))
     return out
@@ -249,6 +256,8 @@ def count(tl: Timeline, rng: random.Random, cfg: QAConfig,
     that happen at least twice are asked, plus a ``count_once_share`` of once-only ones."""
     if groups is None:
         groups = verb_object_groups(tl.events, cfg.count_merge_gap_s)
+    # what is said is not an action that happens: speech is not counted
+    groups = [g for g in groups if all(tl.events[i].kind not in SPEECH_KINDS for i in g.events)]
     repeated = [g for g in groups if g.count >= 2]
     singles = [g for g in groups if g.count == 1]
     rng.shuffle(repeated)

@@ -31,7 +31,7 @@ from longvid.annotate.embed import ClipEmbedder, cosine, pool
 from longvid.annotate.provenance import text_allowed
 from longvid.annotate.qa import QAItem, conversations, make_qa, short_caption_qa
 from longvid.annotate.scores import cheap_filter, final_filter, sample_scores
-from longvid.annotate.timeline import Event, Timeline, build_timeline
+from longvid.annotate.timeline import SPEECH_KINDS, Event, Timeline, build_timeline
 from longvid.pipelines.stages.base import Stage
 from longvid.pipelines.work import SampleOutput, VideoWork
 
@@ -352,6 +352,18 @@ class Events(Stage):
         return work
 
 
+def caption_is_speech(meta: dict[str, Any]) -> bool:
+    """Whether a sample's main caption is its speech (ASR joined, the cut stage's fallback when
+    nothing describes the clip) rather than a description of what is shown."""
+    texts = meta.get("texts") or []
+    caption = meta.get("caption") or ""
+    if any(t.get("text", "").strip() == caption for t in texts
+           if t.get("kind") not in SPEECH_KINDS):
+        return False
+    return any(t.get("kind") in SPEECH_KINDS and t.get("text", "").strip()
+               and " ".join(t["text"].split()) in caption for t in texts)
+
+
 def timeline_of(meta: dict[str, Any], shorts: list[dict[str, Any]], cfg) -> Timeline:
     """The timeline of one sample; ``shorts`` are the short samples of the same video."""
     start, end = float(meta["span"]["start"]), float(meta["span"]["end"])
@@ -365,6 +377,8 @@ def timeline_of(meta: dict[str, Any], shorts: list[dict[str, Any]], cfg) -> Time
     for s in shorts:
         a, b = float(s["span"]["start"]), float(s["span"]["end"])
         if s["key"] == meta["key"] or a < start - 1e-3 or b > end + 1e-3 or not s.get("caption"):
+            continue
+        if caption_is_speech(s):  # what was said there: already an ASR event, never a scene
             continue
         clips.append({"start": round(a - start, 3), "end": round(b - start, 3),
                       "text": s["caption"], "kind": "caption", "origin": f"clip:{s['key']}"})

@@ -19,7 +19,9 @@ without a time range: it is about the whole video (video-level context). Events 
 the same text that overlap by ``dedup_iou`` are one event.
 
 Scenes are the shots inside the sample (between detected cuts), each described by the short clip
-with the same span when there is one, else by the event that overlaps it most.
+with the same span when there is one, else by the visual event that overlaps it most. Speech
+(ASR, kind ``asr``) keeps its kind: it is what is said, never a description of what is shown, so
+it never describes a scene or the video (see :mod:`longvid.annotate.qa`).
 
 All times are seconds from the sample's start.
 """
@@ -35,6 +37,7 @@ from longvid.annotate.captions import clean_text
 from longvid.annotate.config import EventsConfig
 
 EPS = 1e-6
+SPEECH_KINDS = ("asr",)  # what is said, not what is shown: never a visual description
 
 
 @dataclass
@@ -258,7 +261,8 @@ def scenes_from_cuts(
         else:
             # the most *specific* event: best IoU, so a summary spanning many shots loses to
             # a narration inside this one
-            best = max(events, key=lambda e: (iou(e, shot), -e.start), default=None)
+            visual = [e for e in events if e.kind not in SPEECH_KINDS]  # speech is no scene
+            best = max(visual, key=lambda e: (iou(e, shot), -e.start), default=None)
             if best is not None and overlap(a, b, best.start, best.end) > EPS:
                 shot.text, shot.origin = best.text, best.origin
         scenes.append(shot)
