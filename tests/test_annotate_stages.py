@@ -12,7 +12,7 @@ import pytest
 
 from longvid.annotate import stages as ast
 from longvid.annotate.embed import cosine, pool
-from longvid.annotate.frames import decode_frames, shot_spans
+from longvid.annotate.frames import caption_segments, decode_frames, shot_spans
 from longvid.annotate.qa import verify
 from longvid.annotate.timeline import Event, Timeline, covered_fraction
 from longvid.media.ffmpeg import run_ffmpeg
@@ -148,11 +148,17 @@ def test_allow_random_text_lets_model_captions_fill_samples_without_text(annotat
         m = meta(out)
         model_caps = [c for c in m["captions"] if c["origin"].startswith("model:random-")]
         assert "random_text" not in m["lineage"]["model_captions"]
-        n = mc.frames_long if m["bucket"] == "long" else 1
-        assert len(model_caps) == (n if m["bucket"] == "long" else 1)
+        if m["bucket"] == "long":  # dense captions: one per shot, long shots per window
+            segs = caption_segments(m["clip"]["duration"], m["shots"], mc.window_s,
+                                    mc.max_segments)
+            assert [(c["start"], c["end"]) for c in model_caps] == segs
+            assert len(segs) >= len(m["shots"]) + 1
+            assert all(b - a <= mc.window_s + 1e-3 for a, b in segs)
+        else:
+            assert len(model_caps) == 1
         for c in model_caps:
             assert set(c["text"].replace(",", " ").split()) - {"then"} <= words
-        if m["bucket"] == "long":  # one timed caption per frame, tiling the sample
+        if m["bucket"] == "long":  # the segments tile the sample
             assert model_caps[0]["start"] == 0.0
             assert model_caps[-1]["end"] == pytest.approx(m["clip"]["duration"], abs=1e-3)
             assert all(a["end"] == b["start"] for a, b in zip(model_caps, model_caps[1:],

@@ -450,3 +450,13 @@ def test_asr_is_speech_never_a_scene_description_or_a_counted_action():
         assert " said" in g.question or "say" in g.question
     for it in items.values():
         assert verify(it, tl) is None
+
+
+def test_caption_segments_are_shots_with_long_shots_split_into_windows():
+    from longvid.annotate.frames import caption_segments
+
+    segs = caption_segments(60.0, [5.0, 30.0], window_s=10.0, max_segments=64)
+    assert segs == [(0.0, 5.0), (5.0, 13.333), (13.333, 21.667), (21.667, 30.0),
+                    (30.0, 40.0), (40.0, 50.0), (50.0, 60.0)]
+    few = caption_segments(60.0, [5.0, 30.0], window_s=10.0, max_segments=3)
+    assert few == [segs[0], segs[3], segs[6]]

@@ -60,8 +60,18 @@ class ModelCaptionsConfig(Section):
     frames_short: int = Field(
         1, ge=1, description="frames captioned per short sample (of the sampled frames)"
     )
+    long_segments: Literal["shots", "frames"] = Field(
+        "shots",
+        description="long samples: shots = one dense caption per segment (shot, or window of a "
+        "long shot) from the sampled frame nearest its middle; frames = frames_long evenly "
+        "spread frames, each caption spanning the time nearest its frame",
+    )
+    window_s: float = Field(
+        10.0, gt=0, description="shots: a shot longer than this is captioned per window this long"
+    )
+    max_segments: int = Field(64, ge=1, description="shots: segments captioned per sample, at most")
     frames_long: int = Field(
-        8, ge=1, description="frames captioned per long sample (each becomes a timed caption)"
+        8, ge=1, description="frames: frames captioned per long sample (each a timed caption)"
     )
     batch_size: int = Field(16, ge=1, description="frames per forward pass")
     max_new_tokens: int = Field(24, ge=1, description="greedy decoding: at most this many tokens")

@@ -217,7 +217,8 @@ def voronoi_spans(times: list[float], duration: float) -> list[tuple[float, floa
 
 class ModelCaptions(Stage):
     """A vision-language captioner over sampled frames: a short sample gets one caption (its
-    frames' captions, repeats dropped, joined), a long sample one timed caption per frame."""
+    frames' captions, repeats dropped, joined); a long sample dense visual captions, one per
+    segment (each shot, long shots per window), which form its visual timeline."""
 
     name: ClassVar[str] = "model_captions"
     kind: ClassVar[str] = "model"
@@ -226,23 +227,32 @@ class ModelCaptions(Stage):
         cfg = annotate_cfg(self)
         mc = cfg.model_captions
         captioner = _cached("captioner", mc.model_dump_json(), _make_captioner)
-        metas, chosen, batch = [], [], []
+        metas, chosen, spans, batch = [], [], [], []
         for out in work.outputs:
             meta = read_meta(out)
             times, images = frames_of(work, out, meta, cfg)
-            n = mc.frames_long if meta["bucket"] == "long" else mc.frames_short
-            idx = fr.pick(list(times), duration_of(meta), n)
+            dur = duration_of(meta)
+            if meta["bucket"] == "long" and mc.long_segments == "shots":
+                # dense captions: one per segment, from the frame nearest its middle
+                segs = fr.caption_segments(dur, meta.get("shots") or [], mc.window_s,
+                                           mc.max_segments)
+                idx = [fr.nearest(list(times), (a + b) / 2) for a, b in segs]
+            else:
+                n = mc.frames_long if meta["bucket"] == "long" else mc.frames_short
+                idx = fr.pick(list(times), dur, n)
+                segs = voronoi_spans([float(times[i]) for i in idx], dur)
             metas.append(meta)
             chosen.append([float(times[i]) for i in idx])
+            spans.append(segs)
             batch.append(images[idx])
         texts = captioner.caption(np.concatenate(batch)) if batch else []
         pos = 0
-        for out, meta, times in zip(work.outputs, metas, chosen, strict=True):
+        for out, meta, times, segs in zip(work.outputs, metas, chosen, spans, strict=True):
             caps, pos = texts[pos : pos + len(times)], pos + len(times)
             dur = duration_of(meta)
             new = []
             if meta["bucket"] == "long":
-                for (a, b), text in zip(voronoi_spans(times, dur), caps, strict=True):
+                for (a, b), text in zip(segs, caps, strict=True):
                     if text:
                         new.append(_cap(a, b, text, captioner.name))
             else:
