@@ -43,8 +43,8 @@ from longvid.annotate.llm_qa import LLMQAWriter, Stats
 from longvid.annotate.qa import make_qa
 from longvid.annotate.timeline import Timeline, build_timeline, normalise
 from longvid.annotate.tiny_lm import save_random_qwen2
-from longvid.pipelines.segment import retime_texts
-from longvid.sample_corpus import write_sample_corpus
+from longvid.samples.corpus import write_sample_corpus
+from longvid.segment.policy import retime_texts
 
 ACTIONS = [  # (paraphrases of one action)
     ("opens the fridge", "opens the refrigerator", "opened the fridge door"),

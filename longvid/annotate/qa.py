@@ -372,10 +372,6 @@ def conversations(items: Sequence[QAItem]) -> list[dict[str, str]]:
     return turns
 
 
-def single_conversation(item: QAItem) -> list[dict[str, str]]:
-    return conversations([item])
-
-
 # ---- checking -------------------------------------------------------------------------------
 
 
@@ -472,14 +468,3 @@ def verify_count(it: QAItem, tl: Timeline) -> str | None:
         return f"count {c['count']} does not match the timeline's {n}"
     return None
 
-
-def events_for_answer(tl: Timeline, item: QAItem) -> list[Event]:
-    """The timeline events an item is about (for display and audits)."""
-    c = item.check
-    if "events" in c:
-        return [tl.events[i] for i in c["events"]]
-    if "event" in c:
-        return [tl.events[c["event"]]]
-    if "order" in c:
-        return [tl.events[i] for i in c["order"]]
-    return []
