@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -264,3 +265,32 @@ def test_video_text_filter_uses_the_embedding_cosine(annotated_works, tmp_path):
         assert value < 0.0
     assert len(kept) + len(dropped) == len(
         [o for w in annotated_works.works if w.record_id == rec["record_id"] for o in w.outputs])
+
+
+def test_frames_can_come_from_the_builds_single_decode_pass(annotated_works, tmp_path):
+    """frames.from_decode_pass: the model stages see the scan stage's kept frames inside each
+    sample (no second decode of the clip)."""
+    rec = next(r for r in annotated_works.records if r["source"] == "ego4d")
+    cfg = build_config(["filter", "captions", "frames", "model_captions", "embed"],
+                       frames={"from_decode_pass": True, "min_pass_frames": 2})
+    cfg = cfg.model_copy(update={"detect": cfg.detect.model_copy(update={"keep_frames": 40})})
+    (work,) = run_all_stages([rec], cfg, tmp_path)
+    assert not work.failed and len(work.kept_frames) == 40
+    embedder = ast._cached("embedder", cfg.annotate.embed.model_dump_json(), ast._make_embedder)
+    sources = set()
+    for out in work.outputs:
+        m = meta(out)
+        a, b = m["span"]["start"], m["span"]["end"]
+        kept = [(t - a, f) for t, f in work.kept_frames if a - 1e-6 <= t < b - 1e-6]
+        source = m["lineage"]["model_captions"]["frames_from"]
+        sources.add(source)
+        assert source == ("decode_pass" if len(kept) >= 2 else "clip"), out.key
+        if source == "decode_pass":
+            assert m["embedding"]["frame_times"] == [round(t, 3) for t, _ in kept]
+            w, h = m["clip"]["width"], m["clip"]["height"]
+            s = 32 / min(w, h)
+            frames = np.stack([cv2.resize(f, (round(w * s), round(h * s)),
+                                          interpolation=cv2.INTER_AREA) for _, f in kept])
+            video = npy(out.members["emb.npy"])
+            assert np.allclose(pool(embedder.encode_frames(frames)), video, atol=1e-5)
+    assert "decode_pass" in sources

@@ -38,6 +38,14 @@ class FramesConfig(Section):
         64, ge=1, description="... at most this many, plus the middle frame of every shot (of "
         "this many longest shots at most)"
     )
+    from_decode_pass: bool = Field(
+        False, description="take the frames from the build's single decode pass (the scan "
+        "stage's kept frames inside the sample, detect.keep_frames per video) instead of "
+        "decoding the clip again; a sample with fewer than min_pass_frames of them is decoded"
+    )
+    min_pass_frames: int = Field(
+        1, ge=1, description="from_decode_pass: kept frames a sample needs, else it is decoded"
+    )
 
 
 class ModelCaptionsConfig(Section):

@@ -37,6 +37,7 @@ from longvid.stages.work import SampleOutput, VideoWork
 
 FRAMES_NOTE = "annotate_frames"  # work.notes key: {sample key: (times [T], frames [T,H,W,3])}
 FRAME_USERS = ("model_captions", "embed")
+FRAMES_SOURCE_NOTE = "annotate_frames_source"  # work.notes key: {sample key: decode_pass | clip}
 
 
 # ---- helpers shared by the stages --------------------------------------------------------
@@ -97,12 +98,43 @@ def _frames(work: VideoWork) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def frames_of(work: VideoWork, out: SampleOutput, meta: dict[str, Any],
               cfg: AnnotateConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(times [T], frames [T, H, W, 3]) of a sample: from the frames stage, else decoded now."""
+    """(times [T], frames [T, H, W, 3]) of a sample: from the frames stage, else from the
+    build's decode pass (``frames.from_decode_pass``), else decoded now."""
     got = _frames(work).get(out.key)
     if got is None:
-        got = decode_sample(out, meta, cfg)
+        got = sample_frames(work, out, meta, cfg)
         _frames(work)[out.key] = got
     return got
+
+
+def sample_frames(work: VideoWork, out: SampleOutput, meta: dict[str, Any],
+                  cfg: AnnotateConfig) -> tuple[np.ndarray, np.ndarray]:
+    """A sample's frames from the decode pass when configured and there are enough of them,
+    else decoded from its clip; which one is recorded in ``work.notes[FRAMES_SOURCE_NOTE]``."""
+    got = pass_frames(work, meta, cfg) if cfg.frames.from_decode_pass else None
+    source = "decode_pass"
+    if got is None:
+        got, source = decode_sample(out, meta, cfg), "clip"
+    work.notes.setdefault(FRAMES_SOURCE_NOTE, {})[out.key] = source
+    return got
+
+
+def pass_frames(work: VideoWork, meta: dict[str, Any],
+                cfg: AnnotateConfig) -> tuple[np.ndarray, np.ndarray] | None:
+    """The scan stage's kept frames inside the sample (times made sample-relative), resized to
+    the frames' decode size; None when fewer than ``min_pass_frames``."""
+    import cv2
+
+    start, end = float(meta["span"]["start"]), float(meta["span"]["end"])
+    inside = [(t - start, f) for t, f in work.kept_frames if start - 1e-6 <= t < end - 1e-6]
+    if len(inside) < cfg.frames.min_pass_frames:
+        return None
+    clip = meta["clip"]
+    w, h = fr.decode_size(int(clip["width"]), int(clip["height"]), cfg.frames.short_side)
+    images = np.stack([f if f.shape[:2] == (h, w) else
+                       cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA)
+                       for _, f in inside])  # [T, H, W, 3] uint8
+    return np.asarray([round(t, 6) for t, _ in inside], dtype=np.float64), images
 
 
 def decode_sample(out: SampleOutput, meta: dict[str, Any],
@@ -171,7 +203,8 @@ class SourceCaptions(Stage):
 
 
 class Frames(Stage):
-    """Decode each sample's frames for the model stages (from the cut clip, small)."""
+    """Each sample's frames for the model stages: from the build's decode pass when
+    ``frames.from_decode_pass`` (no second decode), else decoded from the cut clip, small."""
 
     name: ClassVar[str] = "frames"
 
@@ -180,7 +213,7 @@ class Frames(Stage):
         store = _frames(work)
         for out in work.outputs:
             if out.key not in store:
-                store[out.key] = decode_sample(out, read_meta(out), cfg)
+                store[out.key] = sample_frames(work, out, read_meta(out), cfg)
         return work
 
 
@@ -259,7 +292,8 @@ class ModelCaptions(Stage):
                 text = ", then ".join(dict.fromkeys(t for t in caps if t))
                 if text:
                     new.append(_cap(0.0, round(dur, 3), text, captioner.name))
-            lineage = captioner.lineage()
+            lineage = {**captioner.lineage(),
+                       "frames_from": work.notes.get(FRAMES_SOURCE_NOTE, {}).get(out.key)}
             if not text_allowed(captioner.random, cfg.allow_random_text):
                 # random words: shown in lineage (the stage ran), never data
                 lineage["random_text"], new = new, []
