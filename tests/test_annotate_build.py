@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from longvid.annotate.dedup import apply_duplicates
+from longvid.dedup.filter import apply_duplicates
 from longvid.media.ffmpeg import run_ffmpeg
 from longvid.media.synth import VideoSpec, plan_shots, render_video
 from longvid.schema import MANIFEST_SCHEMA, TimedText, VideoRecord
