@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from longvid.audit.eval_embed import eval_frame_hashes
 from longvid.dedup import DedupConfig, find_duplicates
 from longvid.dedup.fingerprint import from_hex, hamming
+from longvid.dedup.leaks import fingerprint_leaks
 from longvid.dedup.read import samples_from_rows
 from longvid.media.ffmpeg import run_ffmpeg
 from longvid.media.synth import Shot, VideoSpec, render_video
@@ -39,7 +41,7 @@ def _record(vid: str, path: Path, i: int) -> dict:
 
 
 @pytest.fixture(scope="module")
-def fingerprinted(tmp_path_factory) -> list[dict]:
+def videos(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("fp_videos")
     a = _render(root / "a.mp4", LOOKS_A)
     copy = root / "copy.mp4"  # other size, other bitrate, other encoder settings
@@ -47,9 +49,15 @@ def fingerprinted(tmp_path_factory) -> list[dict]:
                 "-b:v", "200k", "-preset", "veryfast", "-g", "50", "file:" + str(copy)],
                uri=str(copy), reason="render_failed")
     d = _render(root / "d.mp4", LOOKS_D, seed=50)
-    records = [_record("a", a, 0), _record("copy", copy, 1), _record("d", d, 2)]
-    (root / "work").mkdir()
-    works = run_all_stages(records, build_config(["filter"]), root / "work")
+    return {"a": a, "copy": copy, "d": d}
+
+
+@pytest.fixture(scope="module")
+def fingerprinted(videos, tmp_path_factory) -> list[dict]:
+    """The samples of the three videos through the build's stages (probe to filter)."""
+    records = [_record(v, p, i) for i, (v, p) in enumerate(videos.items())]
+    work = tmp_path_factory.mktemp("fp_work")
+    works = run_all_stages(records, build_config(["filter"]), work)
     return [o.row for w in works for o in w.outputs]
 
 
@@ -92,3 +100,24 @@ def test_distinct_shots_and_other_videos_are_far_apart(fingerprinted):
             else:  # a margin, not just the limit: unrelated pictures differ in ~half the bits
                 assert bits > 2 * limit, (a, b, bits)
     assert np.isfinite(limit)
+
+
+def test_leakage_finds_the_samples_of_a_re_encoded_copy_of_an_evaluation_video(videos,
+                                                                            fingerprinted):
+    # the corpus holds the copy (other size and bitrate) and d; the evaluation set holds a
+    rows = [r for r in fingerprinted if r["video_id"] != "a"]
+    s = samples_from_rows(rows)
+    h, c = eval_frame_hashes(str(videos["a"]))
+    h2, c2 = eval_frame_hashes(str(videos["d"]))
+    eval_h, eval_c = np.concatenate([h, h2]), np.concatenate([c, c2])
+    owner = np.r_[np.zeros(len(h), np.int64), np.ones(len(h2), np.int64)]
+    leaks = fingerprint_leaks(s.fp_hashes, s.fp_colours, s.fp_valid, eval_h, eval_c, owner,
+                              DedupConfig())
+    got = {(rows[x.row]["video_id"], x.video) for x in leaks}
+    n_copy = sum(r["video_id"] == "copy" for r in rows)
+    assert sorted(rows[x.row]["key"] for x in leaks if x.video == 0) == sorted(
+        r["key"] for r in rows if r["video_id"] == "copy") and n_copy == len(LOOKS_A)
+    assert got == {("copy", 0), ("d", 1)}  # d is in the evaluation set too: its own frames
+    only_a = fingerprint_leaks(s.fp_hashes, s.fp_colours, s.fp_valid, h, c,
+                               np.zeros(len(h), np.int64), DedupConfig())
+    assert {rows[x.row]["video_id"] for x in only_a} == {"copy"}

@@ -13,7 +13,7 @@ from longvid.dedup.config import DedupConfig
 from longvid.dedup.copies import copy_pairs
 from longvid.dedup.exact import exact_pairs
 from longvid.dedup.groups import Pairs, duplicates_table
-from longvid.dedup.semantic import near_pairs, unit_rows
+from longvid.dedup.semantic import near_pairs, row_norms, unit_rows
 
 
 @dataclass
@@ -61,13 +61,13 @@ def find_duplicates(s: Samples, cfg: DedupConfig, *, exact: bool = True,
         x = s.embeddings
         if x.dtype != np.float16:
             x = unit_rows(x)
-        else:  # keep float16 in memory (half the bytes); rows are unit length already
-            norms = np.linalg.norm(x.astype(np.float32), axis=1)
+        else:  # keep float16 in memory (half the bytes) when rows are unit length already
+            norms = row_norms(x, cfg.batch)
             if not np.allclose(norms[norms > 0], 1.0, atol=1e-2):
                 x = unit_rows(x).astype(np.float16)
         i, j, cos, clusters = near_pairs(x, codes(s.buckets), videos, near_cosine, cfg)
         pairs.append(Pairs("embedding", i, j, cos))
-        stats.update(embedded=int(np.any(x != 0, axis=1).sum()),
+        stats.update(embedded=int((clusters >= 0).sum()),
                      clusters=int(clusters.max()) + 1 if len(clusters) else 0,
                      embedding_pairs=len(i))
     if cfg.fingerprint_max_bits is not None and s.fp_hashes is not None and n:

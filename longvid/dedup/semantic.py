@@ -36,6 +36,18 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
+def nonzero_rows(x: np.ndarray, batch: int) -> np.ndarray:
+    """``[N]`` bool: rows with any non-zero entry (a batch at a time: no ``[N, D]`` temporary)."""
+    return np.concatenate([np.any(x[s : s + batch] != 0, axis=1)
+                           for s in range(0, len(x), batch)] or [np.zeros(0, bool)])
+
+
+def row_norms(x: np.ndarray, batch: int) -> np.ndarray:
+    """``[N]`` float32 lengths of the rows, a batch at a time."""
+    return np.concatenate([np.linalg.norm(x[s : s + batch].astype(np.float32), axis=1)
+                           for s in range(0, len(x), batch)] or [np.zeros(0, np.float32)])
+
+
 def cluster_count(n: int, cfg: DedupConfig) -> int:
     k = cfg.clusters or math.ceil(n / cfg.cluster_size)
     return max(1, min(k, n))
@@ -125,9 +137,9 @@ def near_pairs(x: np.ndarray, groups: np.ndarray, videos: np.ndarray, threshold:
     empty = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     if n < 2:
         return (*empty, np.zeros(n, np.int32))
-    valid = np.any(x != 0, axis=1)
+    valid = nonzero_rows(x, cfg.batch)
     rows = np.nonzero(valid)[0]
-    xv = x[rows]
+    xv = x if len(rows) == n else x[rows]  # no copy of the whole matrix when all have one
     k = cluster_count(len(rows), cfg)
     cuda = use_cuda(cfg.device)
     first, second = assign(xv, train_centroids(xv, k, cfg), cfg)
