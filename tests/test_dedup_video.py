@@ -16,7 +16,7 @@ from longvid.dedup.fingerprint import from_hex, hamming
 from longvid.dedup.leaks import fingerprint_leaks
 from longvid.dedup.read import samples_from_rows
 from longvid.media.ffmpeg import run_ffmpeg
-from longvid.media.synth import Shot, VideoSpec, render_video
+from longvid.samples.synth import Shot, VideoSpec, render_video
 from longvid.schema import TimedText, VideoRecord
 from tests.fixtures.annotate import build_config, run_all_stages
 
