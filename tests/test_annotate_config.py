@@ -65,3 +65,11 @@ def test_annotate_settings_are_part_of_the_content_hash():
     c = BuildConfig(manifest="m", ray={"model_concurrency": 3})
     assert content_hash(a) != content_hash(b)
     assert content_hash(a) == content_hash(c)  # where models run does not change the samples
+
+
+def test_embedding_counting_needs_trained_open_clip_weights():
+    with pytest.raises(ConfigError, match="annotate.*needs trained open_clip weights"):
+        load_config(None, BuildConfig, ["manifest=m", "annotate.qa.count_method=embedding"])
+    ok = BuildConfig(manifest="m", annotate={"qa": {"count_method": "embedding"},
+                                             "embed": {"pretrained": "/models/clip.bin"}})
+    assert ok.annotate.qa.count_method == "embedding"

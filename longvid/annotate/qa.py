@@ -321,10 +321,11 @@ def ground_mc(tl: Timeline, rng: random.Random, cfg: QAConfig) -> list[QAItem]:
     return out
 
 
-def count_mc(tl: Timeline, rng: random.Random, cfg: QAConfig) -> list[QAItem]:
+def count_mc(tl: Timeline, rng: random.Random, cfg: QAConfig,
+             groups: Sequence[Group] | None = None) -> list[QAItem]:
     """Event counting, multiple choice: the count among three other counts."""
     out = []
-    for item in count(tl, rng, cfg):
+    for item in count(tl, rng, cfg, groups):
         n = item.check["count"]
         wrong = [m for m in (n + 1, n - 1, n + 2, n - 2, n + 3, n + 4) if m >= 1][:3]
         options = [n, *wrong]
@@ -348,12 +349,20 @@ TASK_BUILDERS = {
 }
 
 
-def make_qa(tl: Timeline, key: str, seed: int, cfg: QAConfig) -> list[QAItem]:
+def make_qa(tl: Timeline, key: str, seed: int, cfg: QAConfig,
+            groups: Sequence[Group] | None = None) -> list[QAItem]:
     """QA items for one long sample, tasks in ``cfg.tasks`` order; a task whose facts the
-    timeline cannot support unambiguously gives no item."""
+    timeline cannot support unambiguously gives no item. ``groups``: the events grouped by
+    meaning for counting (default: verb-object keys)."""
     out: list[QAItem] = []
     for task in cfg.tasks:
-        out += TASK_BUILDERS[task](tl, rng_for(seed, key, task), cfg)
+        rng = rng_for(seed, key, task)
+        if task == "event_counting":
+            out += count(tl, rng, cfg, groups)
+        elif task == "event_counting_mc":
+            out += count_mc(tl, rng, cfg, groups)
+        else:
+            out += TASK_BUILDERS[task](tl, rng, cfg)
     return out
 
 

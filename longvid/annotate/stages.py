@@ -429,6 +429,20 @@ def timeline_of(meta: dict[str, Any], shorts: list[dict[str, Any]], cfg) -> Time
     return build_timeline(source, dur, meta.get("shots") or [], clips, cfg)
 
 
+def count_groups(stage: Stage, tl: Timeline):
+    """Events grouped by meaning for counting: None (verb-object keys, model-free) or, with
+    ``qa.count_method: embedding``, by open_clip text-embedding cosine (trained weights only:
+    the config refuses random ones)."""
+    from longvid.annotate.counting import embedding_groups
+
+    cfg = annotate_cfg(stage)
+    if cfg.qa.count_method != "embedding":
+        return None
+    embedder = _cached("embedder", cfg.embed.model_dump_json(), _make_embedder)
+    return embedding_groups(tl.events, embedder.encode_texts, cfg.qa.count_similarity,
+                            cfg.qa.count_merge_gap_s, random_weights=cfg.embed.pretrained is None)
+
+
 class QA(Stage):
     """LongVid QA of the five task types from each long sample's timeline (``qa`` and LLaVA
     ``conversations`` in KEY.json); a short sample gets one caption question."""
@@ -445,7 +459,7 @@ class QA(Stage):
             if meta["bucket"] == "long" and meta.get("events"):
                 tl = Timeline.from_dict({"duration": duration_of(meta), "events": meta["events"],
                                          "scenes": meta.get("scenes") or []})
-                items = make_qa(tl, out.key, seed, cfg)
+                items = make_qa(tl, out.key, seed, cfg, count_groups(self, tl))
             elif meta["bucket"] == "short" and cfg.short_caption_qa and meta.get("caption"):
                 items = [short_caption_qa(meta["caption"], out.key, seed)]
             meta["qa"] = [it.as_dict() for it in items]
