@@ -253,6 +253,9 @@ class LLMQAConfig(Section):
     )
     batch_size: int = Field(8, ge=1, description="prompts per generate call")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when present")
+    dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        "bfloat16", description="weights dtype on GPU (CPU always runs float32)"
+    )
 
     @model_validator(mode="after")
     def _known_tasks(self) -> LLMQAConfig:

@@ -30,7 +30,7 @@ from typing import Any
 
 from longvid.annotate.config import LLMQAConfig
 from longvid.annotate.counting import action_key, mentions, verb_object_groups
-from longvid.annotate.embed import resolve_device
+from longvid.annotate.embed import _dtype, resolve_device
 from longvid.annotate.provenance import weights_random
 from longvid.annotate.qa import (
     MC_LETTERS,
@@ -360,7 +360,7 @@ class LLMQAWriter:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
-        self.model.to(self.device).eval()
+        self.model.to(self.device, _dtype(cfg.dtype, self.device)).eval()
         self.random = weights_random(cfg.model_path, False, cfg.random_weights)
         info = xgr.TokenizerInfo.from_huggingface(self.tokenizer,
                                                   vocab_size=self.model.config.vocab_size)
@@ -409,6 +409,7 @@ class LLMQAWriter:
         from importlib.metadata import version
 
         return {"model_path": self.cfg.model_path, "random_weights": self.random,
+                "dtype": str(self.model.dtype).replace("torch.", ""),
                 "decoding": self.decoding(), "constrained_by": f"xgrammar {version('xgrammar')}",
                 "transformers": version("transformers")}
 
