@@ -101,18 +101,51 @@ class MergeConfig(Section):
     )
 
 
+class RopeScalingConfig(Section):
+    """Stretch RoPE past the context the LLM was trained at (passed to the Qwen2 config).
+
+    ``yarn``: YaRN interpolation (the released VideoChat-Flash NIAH run uses factor 4 over an
+    original 32768 window to reach about 10k frames); ``linear``: position interpolation."""
+
+    type: Literal["yarn", "linear"] = Field("yarn", description="yarn or linear")
+    factor: float = Field(4.0, ge=1.0, description="context multiple; 1.0 changes nothing")
+    original_max_position_embeddings: int | None = Field(
+        None,
+        ge=16,
+        description="window the LLM was trained at (yarn); None = llm.max_position_embeddings",
+    )
+
+    def hf_dict(self, max_position_embeddings: int) -> dict[str, float | int | str]:
+        """The ``rope_scaling`` dict transformers reads."""
+        out: dict[str, float | int | str] = {"rope_type": self.type, "factor": self.factor}
+        if self.type == "yarn":
+            out["original_max_position_embeddings"] = (
+                self.original_max_position_embeddings or max_position_embeddings
+            )
+        return out
+
+
 class LLMConfig(Section):
     """The language model: a local Hugging Face directory, or a Qwen2 built from these sizes."""
 
-    path: str | None = Field(None, description="local HF model dir; when set the sizes are ignored")
+    path: str | None = Field(
+        None,
+        description="local HF model dir; when set the sizes are ignored (rope_scaling, with "
+        "max_position_embeddings, still applies)",
+    )
     vocab_size: int = Field(152064, ge=8, description="embedding rows (grown to the tokenizer)")
     hidden_size: int = Field(3584, ge=8, description="model width")
     num_layers: int = Field(28, ge=1, description="decoder layers")
     num_heads: int = Field(28, ge=1, description="query heads")
     num_kv_heads: int = Field(4, ge=1, description="key/value heads (grouped-query attention)")
     intermediate_size: int = Field(18944, ge=8, description="MLP hidden width")
-    max_position_embeddings: int = Field(32768, ge=16, description="longest position")
+    max_position_embeddings: int = Field(
+        32768, ge=16, description="longest position (with rope_scaling: the stretched length)"
+    )
     rope_theta: float = Field(1_000_000.0, gt=0, description="RoPE base")
+    rope_scaling: RopeScalingConfig | None = Field(
+        None, description="YaRN / linear RoPE scaling for contexts past the trained window"
+    )
     rms_norm_eps: float = Field(1e-6, gt=0, description="RMSNorm epsilon")
     tie_word_embeddings: bool = Field(False, description="share input and output embeddings")
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(

@@ -78,6 +78,7 @@ def qwen2_config(cfg: LLMConfig, vocab_size: int, tokenizer: Any):
         num_key_value_heads=cfg.num_kv_heads,
         max_position_embeddings=cfg.max_position_embeddings,
         rope_theta=cfg.rope_theta,
+        rope_scaling=rope_scaling_dict(cfg),
         rms_norm_eps=cfg.rms_norm_eps,
         tie_word_embeddings=cfg.tie_word_embeddings,
         pad_token_id=tokenizer.pad_token_id,
@@ -85,6 +86,13 @@ def qwen2_config(cfg: LLMConfig, vocab_size: int, tokenizer: Any):
         bos_token_id=None,
         use_sliding_window=False,
     )
+
+
+def rope_scaling_dict(cfg: LLMConfig) -> dict | None:
+    """transformers' ``rope_scaling`` for the config (None = plain RoPE)."""
+    if cfg.rope_scaling is None:
+        return None
+    return cfg.rope_scaling.hf_dict(cfg.max_position_embeddings)
 
 
 def build_llm(cfg: LLMConfig, tokenizer: Any, hf_config: Any = None, load_weights: bool = True):
@@ -97,8 +105,15 @@ def build_llm(cfg: LLMConfig, tokenizer: Any, hf_config: Any = None, load_weight
     elif cfg.path and load_weights:
         if not Path(cfg.path).is_dir():
             raise NotFoundError(f"{cfg.path}: LLM directory not found")
+        # a local model keeps its own sizes; the long-context settings of our config apply
+        extra = {}
+        if cfg.rope_scaling is not None:
+            extra = {
+                "rope_scaling": rope_scaling_dict(cfg),
+                "max_position_embeddings": cfg.max_position_embeddings,
+            }
         llm = AutoModelForCausalLM.from_pretrained(
-            cfg.path, local_files_only=True, attn_implementation=attn, dtype=torch.float32
+            cfg.path, local_files_only=True, attn_implementation=attn, dtype=torch.float32, **extra
         )
     else:
         vocab = max(cfg.vocab_size, len(tokenizer))
