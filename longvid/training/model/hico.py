@@ -95,6 +95,17 @@ def rope_scaling_dict(cfg: LLMConfig) -> dict | None:
     return cfg.rope_scaling.hf_dict(cfg.max_position_embeddings)
 
 
+def apply_rope_scaling(hf_config: Any, cfg: LLMConfig) -> None:
+    """Put our RoPE scaling on a loaded transformers config (keeping its RoPE base)."""
+    scaling = rope_scaling_dict(cfg)
+    hf_config.max_position_embeddings = cfg.max_position_embeddings
+    if hasattr(hf_config, "rope_parameters"):  # transformers 5 keeps theta in the same dict
+        theta = (hf_config.rope_parameters or {}).get("rope_theta", cfg.rope_theta)
+        hf_config.rope_parameters = {**(scaling or {"rope_type": "default"}), "rope_theta": theta}
+    else:
+        hf_config.rope_scaling = scaling
+
+
 def build_llm(cfg: LLMConfig, tokenizer: Any, hf_config: Any = None, load_weights: bool = True):
     """A causal LM: from ``hf_config`` (checkpoint reload), a local dir, or the Qwen2 sizes."""
     from transformers import AutoModelForCausalLM
@@ -105,15 +116,18 @@ def build_llm(cfg: LLMConfig, tokenizer: Any, hf_config: Any = None, load_weight
     elif cfg.path and load_weights:
         if not Path(cfg.path).is_dir():
             raise NotFoundError(f"{cfg.path}: LLM directory not found")
+        from transformers import AutoConfig
+
         # a local model keeps its own sizes; the long-context settings of our config apply
-        extra = {}
+        local = AutoConfig.from_pretrained(cfg.path, local_files_only=True)
         if cfg.rope_scaling is not None:
-            extra = {
-                "rope_scaling": rope_scaling_dict(cfg),
-                "max_position_embeddings": cfg.max_position_embeddings,
-            }
+            apply_rope_scaling(local, cfg)
         llm = AutoModelForCausalLM.from_pretrained(
-            cfg.path, local_files_only=True, attn_implementation=attn, dtype=torch.float32, **extra
+            cfg.path,
+            config=local,
+            local_files_only=True,
+            attn_implementation=attn,
+            dtype=torch.float32,
         )
     else:
         vocab = max(cfg.vocab_size, len(tokenizer))
