@@ -162,10 +162,11 @@ class LLMConfig(Section):
 class DropoutConfig(Section):
     """Progressive visual dropout in the LLM prefill (inference only).
 
-    After ``uniform_layer`` layers, keep ``uniform_keep`` of the visual tokens evenly spaced;
-    after ``text_layer`` layers keep ``text_keep`` (of the original count) with the highest
-    attention from the last prompt token. Kept tokens stay in temporal order and positions are
-    renumbered."""
+    After ``uniform_layer`` layers, keep ``uniform_keep`` of the visual tokens at
+    ``linspace(0, n - 1, keep)`` (both ends kept); after ``text_layer`` layers keep ``text_keep``
+    (of the original count) with the highest attention from the last prompt token, scored with
+    the next layer's input norm and q/k on the current hidden states (as VideoChat-Flash). Kept
+    tokens stay in temporal order and positions are renumbered."""
 
     enabled: bool = Field(False, description="apply at inference (never in training)")
     uniform_layer: int = Field(4, ge=1, description="layers run before the uniform drop")
