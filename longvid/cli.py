@@ -22,7 +22,7 @@ COMMANDS: dict[str, str] = {
     "export-model": "longvid.training.model.export",
     "infer": "longvid.training.infer",
     "ingest": "longvid.ingest.cli",
-    "sample-corpus": "longvid.sample_corpus",
+    "sample-corpus": "longvid.samples.corpus",
     "train": "longvid.training.cli",
 }
 

@@ -9,10 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from longvid import storage
-from longvid.pipelines import ledger
 from longvid.pipelines.units import WorkUnit
 from longvid.schema import REJECTS_SCHEMA
-from longvid.shards import SAMPLES_SCHEMA, ShardInfo, read_table, write_index, write_table
+from longvid.shards import SAMPLES_SCHEMA, ShardInfo, ledger, read_table, write_index, write_table
 
 SUMMARY_NAME = "summary.json"
 
