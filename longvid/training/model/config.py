@@ -208,7 +208,15 @@ class ModelConfig(Section):
             return dense
         return min(dense, self.merge.tokens_per_frame * self.encoder.clip_len)
 
+    def visual_tokens_per_image(self) -> int:
+        """Tokens a still image (T = 1, encoded as itself) gives to the LLM: merged to the
+        budget of one clip, or all its patches in the dense baseline."""
+        return min(self.encoder.tokens_per_frame, self.visual_tokens_per_clip())
+
     def visual_tokens(self, n_frames: int) -> int:
-        """Tokens a video of ``n_frames`` gives to the LLM (frames padded to whole clips)."""
-        clips = -(-max(n_frames, 1) // self.encoder.clip_len)
+        """Tokens a video of ``n_frames`` gives to the LLM (frames padded to whole clips; one
+        frame is an image)."""
+        if n_frames <= 1:
+            return self.visual_tokens_per_image()
+        clips = -(-n_frames // self.encoder.clip_len)
         return clips * self.visual_tokens_per_clip()

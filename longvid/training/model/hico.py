@@ -2,8 +2,10 @@
 the prompt's ``<video>`` placeholder.
 
 Frames: [T, 3, H, W] float, normalised (``preprocess`` makes them from uint8 frames). T is padded
-to a whole number of clips by repeating the last frame; an image is T=1 and so becomes a clip of
-the image repeated ``clip_len`` times (the needle-clip convention), giving 64 tokens like a clip.
+to a whole number of clips by repeating the last frame. An image is T=1 and goes through the
+encoder as itself (a 1-frame input with the encoder's image position table, as VideoChat-Flash),
+merged to the tokens of one clip (64 with the real model); to feed a picture as a clip instead
+(the needle-in-a-haystack convention), repeat it ``clip_len`` times.
 
 Checkpoint layout written by ``save_pretrained(dir)``:
     model.yaml          ModelConfig (encoder.checkpoint / llm.path kept for lineage only)
@@ -205,9 +207,11 @@ class HiCoModel(nn.Module):
     # ---------------------------------------------------------------------------- vision path
     def to_clips(self, frames: Tensor) -> Tensor:
         """[T, 3, H, W] -> [ceil(T / clip_len), 3, clip_len, H, W], the last frame repeated to
-        fill the last clip (so an image becomes a clip of itself)."""
+        fill the last clip; an image (T = 1) -> [1, 3, 1, H, W]."""
         if frames.ndim != 4 or frames.shape[1] != 3:
             raise ValueError(f"expected frames [T, 3, H, W], got {tuple(frames.shape)}")
+        if frames.shape[0] == 1:
+            return frames[None].transpose(1, 2)
         n = self.cfg.encoder.clip_len
         pad = (-frames.shape[0]) % n
         if pad:
@@ -216,21 +220,20 @@ class HiCoModel(nn.Module):
         return frames.reshape(t // n, n, c, h, w).transpose(1, 2)
 
     def encode_clips(self, clips: Tensor) -> Tensor:
-        """[N, 3, clip_len, H, W] -> [N, tokens_per_clip, C_enc]: encoder then merge, in chunks of
-        ``clips_per_batch`` moved to the model's device one at a time."""
+        """[N, 3, clip_len, H, W] -> [N, tokens_per_clip, C_enc] (images [N, 3, 1, H, W] ->
+        [N, tokens_per_image, C_enc]): encoder then merge, in chunks of ``clips_per_batch``
+        moved to the model's device one at a time."""
         out = []
         step = self.cfg.encoder.clips_per_batch
-        enc = self.cfg.encoder
+        t = clips.shape[2]
+        image = t == 1 and self.cfg.encoder.clip_len != 1
+        # an image keeps the budget of a whole clip (e.g. 196 or 784 tokens -> 64)
+        budget = self.cfg.visual_tokens_per_clip() if image else self.cfg.merge.tokens_per_frame
         for i in range(0, clips.shape[0], step):
             chunk = clips[i : i + step].to(self.device, non_blocking=True)
-            tokens = self.encoder(chunk)  # [n, clip_len * P, C]
+            tokens = self.encoder(chunk)  # [n, t * P, C]
             if self.cfg.merge.enabled:
-                tokens = merge_clips(
-                    tokens,
-                    self.cfg.merge.tokens_per_frame,
-                    enc.clip_len,
-                    self.cfg.merge.head_chunks,
-                )
+                tokens = merge_clips(tokens, budget, t, self.cfg.merge.head_chunks)
             out.append(tokens)
         return torch.cat(out)
 
@@ -240,11 +243,19 @@ class HiCoModel(nn.Module):
         return self.projector(feats.flatten(0, 1))
 
     def _encode_many(self, frames: list[Tensor]) -> list[Tensor]:
-        """All samples' clips through the encoder together, then split per sample."""
+        """All samples' clips through the encoder together (images in a batch of their own),
+        then split per sample."""
         clips = [self.to_clips(f) for f in frames]
-        feats = self.encode_clips(torch.cat(clips))
-        counts = [c.shape[0] for c in clips]
-        return [self.projector(f.flatten(0, 1)) for f in feats.split(counts)]
+        out: list[Tensor | None] = [None] * len(clips)
+        for is_image in (False, True):
+            picked = [i for i, c in enumerate(clips) if (c.shape[2] == 1) == is_image]
+            if not picked:
+                continue
+            feats = self.encode_clips(torch.cat([clips[i] for i in picked]))
+            counts = [clips[i].shape[0] for i in picked]
+            for i, f in zip(picked, feats.split(counts), strict=True):
+                out[i] = self.projector(f.flatten(0, 1))
+        return out  # type: ignore[return-value]
 
     # ------------------------------------------------------------------------------ LLM input
     def splice(

@@ -73,9 +73,11 @@ def read_image(path: Path, size: int) -> np.ndarray:
 
 @torch.no_grad()
 def encode_needle(model, path: Path) -> Tensor:
-    """A needle image as the model sees an image: T = 1 (repeated to one clip) -> [tokens, D]."""
-    frames = model.preprocess(read_image(path, model.cfg.encoder.img_size))
-    return model.encode_video(frames.to(_dtype(model)))
+    """A needle image as the released evaluation inserts it: the picture repeated into one clip
+    (4 frames, 64 tokens with the real model) -> [tokens, D]."""
+    frame = model.preprocess(read_image(path, model.cfg.encoder.img_size))
+    clip = frame.repeat(model.cfg.encoder.clip_len, 1, 1, 1)
+    return model.encode_video(clip.to(_dtype(model)))
 
 
 def _dtype(model) -> torch.dtype:
