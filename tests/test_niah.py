@@ -176,3 +176,20 @@ def test_svg_figure_without_matplotlib(tmp_path):
     if path.suffix == ".svg":
         text = path.read_text()
         assert text.count("<rect") == 4 and "0.50" in text
+
+
+def test_multi_hop_needles_run_through_the_harness(task, tmp_path, make_tiny_model):
+    model = make_tiny_model(*NEEDLE_MODEL, seed=1)
+    model.save_pretrained(tmp_path / "m")
+    multi = [{"id": "two", "images": ["red.png", "blue.png"], "question": QUESTION, "answer": "C"}]
+    (task / "multi.json").write_text(json.dumps(multi))
+    cfg = NiahConfig(
+        checkpoint=str(tmp_path / "m"), haystack=str(task / "hay.mp4"),
+        needles=str(task / "multi.json"), frames=[32], depths=[0.5], device="cpu",
+        dropout=True,
+    )  # fmt: skip
+    results = run_niah(cfg, tmp_path / "out")
+    (row,) = results["needles"]
+    assert (row["needle"], row["hops"], row["frames"], row["depth"]) == ("two", 2, 32, 0.5)
+    assert row["predicted"] in "ABCD" and isinstance(row["exact"], bool)
+    assert results["cells"][0]["probes"] == 1
