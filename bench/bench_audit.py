@@ -17,6 +17,10 @@ Rows (each side the best of ``--runs``, interleaved so that load from other jobs
    done serially in this process: what Ray's scheduling costs or gains on this machine.
 
 Reads come from the page cache (the files were just read), so the numbers measure CPU cost.
+
+``--metadata 100000,1000000``: the driver at scale instead, on synthetic metadata-only corpora
+(samples dataset + index, no shard read): peak RSS and wall of the streaming scan against the
+previous in-memory rows (``bench/bench_audit_scale.py``).
 """
 
 from __future__ import annotations
@@ -69,7 +73,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--root", help="a built corpus (default: build the small sample corpus)")
     ap.add_argument("--runs", type=int, default=3, help="repeats; the best is reported")
+    ap.add_argument("--metadata", metavar="SIZES",
+                    help="run the metadata-only driver benchmark at these sizes instead")
     args = ap.parse_args()
+    if args.metadata:
+        subprocess.run([sys.executable, str(REPO / "bench" / "bench_audit_scale.py"),
+                        "--sizes", args.metadata], check=True)
+        return
     tmp = tempfile.TemporaryDirectory(prefix="bench-audit-")
     root = Path(args.root) if args.root else make_corpus(Path(tmp.name))
     corpus = load_corpus(str(root.resolve()))

@@ -51,13 +51,16 @@ LEAKAGE = Check("no_leakage", "No evaluation video in the corpus",
 REASON_TO_CHECK = {r: c.name for c in (*CHECKS, LEAKAGE) for r in c.reasons}
 
 
-def verdicts(problems: list[dict[str, Any]], *, with_leakage: bool, max_listed: int
-             ) -> list[dict[str, Any]]:
+def verdicts(problems: list[dict[str, Any]], *, with_leakage: bool, max_listed: int,
+             unlisted: Counter | None = None) -> list[dict[str, Any]]:
     """One entry per check: ``{name, title, what, passed, count, reasons, problems}``.
 
     ``problems`` lists at most ``max_listed`` items per check (``count`` has them all). A
     problem whose reason no check owns fails a check of its own, so nothing is dropped.
+    ``unlisted``: reason → problems found by a streaming scan but not carried as rows (only
+    counted; the scan keeps the first ``max_listed`` of each).
     """
+    unlisted = unlisted or Counter()
     checks = list(CHECKS) + ([LEAKAGE] if with_leakage else [])
     owned: dict[str, list[dict[str, Any]]] = {c.name: [] for c in checks}
     other: list[dict[str, Any]] = []
@@ -67,9 +70,11 @@ def verdicts(problems: list[dict[str, Any]], *, with_leakage: bool, max_listed: 
     out = []
     for c in checks:
         found = owned[c.name]
+        reasons = Counter(p["reason"] for p in found)
+        reasons.update({r: unlisted[r] for r in c.reasons if unlisted.get(r)})
         out.append({
-            "name": c.name, "title": c.title, "what": c.what, "passed": not found,
-            "count": len(found), "reasons": dict(Counter(p["reason"] for p in found)),
+            "name": c.name, "title": c.title, "what": c.what, "passed": not reasons,
+            "count": sum(reasons.values()), "reasons": dict(reasons),
             "problems": found[:max_listed],
         })
     if other:

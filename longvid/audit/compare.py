@@ -13,6 +13,7 @@ from typing import Any
 from longvid import storage
 from longvid.audit.corpus import Corpus, load_corpus
 from longvid.audit.report import REPORT_FORMAT, totals
+from longvid.audit.scan import key_difference, key_overlap
 from longvid.errors import FormatError
 
 TOTAL_FIELDS = ("samples", "hours", "shards", "bytes", "videos", "source_hours")
@@ -26,7 +27,7 @@ def figures(corpus: Corpus) -> dict[str, Any]:
         name = f"{r.get('stage')}:{r.get('reason')}"
         reasons[name] = reasons.get(name, 0) + 1
     return {"root": corpus.root, "totals": totals(corpus), "rejects": reasons,
-            "keys": {r["key"] for r in corpus.samples}}
+            "keys": corpus.scan.keys}
 
 
 def figures_from_report(uri: str, doc: dict[str, Any]) -> dict[str, Any]:
@@ -86,11 +87,12 @@ def compare(a: dict[str, Any], b: dict[str, Any], examples: int = 10) -> dict[st
                     for r in sorted(set(a["rejects"]) | set(b["rejects"]))],
     }
     if a.get("keys") is not None and b.get("keys") is not None:
-        only_a, only_b = sorted(a["keys"] - b["keys"]), sorted(b["keys"] - a["keys"])
-        out["keys"] = {"only_in_a": len(only_a), "only_in_b": len(only_b),
-                       "in_both": len(a["keys"] & b["keys"]),
-                       "examples_only_in_a": only_a[:examples],
-                       "examples_only_in_b": only_b[:examples]}
+        # Arrow set operations on the key columns: no Python set of every key
+        n_a, only_a = key_difference(a["keys"], b["keys"], examples)
+        n_b, only_b = key_difference(b["keys"], a["keys"], examples)
+        out["keys"] = {"only_in_a": n_a, "only_in_b": n_b,
+                       "in_both": key_overlap(a["keys"], b["keys"]),
+                       "examples_only_in_a": only_a, "examples_only_in_b": only_b}
     out["changed"] = any(r["delta"] for r in out["totals"] if r["delta"]) or any(
         r["delta"] for r in out["rejects"]) or bool(out.get("keys", {}).get("only_in_a")) or bool(
         out.get("keys", {}).get("only_in_b"))

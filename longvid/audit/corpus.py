@@ -16,8 +16,9 @@ from typing import Any
 import pyarrow as pa
 
 from longvid import storage
+from longvid.audit.scan import SampleScan, iter_batches, samples_exist, scan_samples
 from longvid.errors import FormatError, NotFoundError
-from longvid.shards import ShardIndex, ledger, read_index, read_table
+from longvid.shards import SAMPLES_SCHEMA, ShardIndex, ledger, read_index, read_table
 from longvid.shards.manifest import SAMPLES_NAME
 
 REJECTS_NAME = "rejects.parquet"
@@ -31,7 +32,6 @@ class Corpus:
 
     root: str
     index: ShardIndex
-    samples: list[dict[str, Any]]
     rejects: list[dict[str, Any]]
     summary: dict[str, Any] | None = None
     ingest_summary: dict[str, Any] | None = None
@@ -39,6 +39,21 @@ class Corpus:
     ledger_records: dict[str, str] = field(default_factory=dict)  # record id → unit id
     ledger_videos: list[dict[str, Any]] = field(default_factory=list)  # per probed video
     shard_files: list[str] | None = None  # every file under shards/ (relative urls)
+
+    @cached_property
+    def samples(self) -> list[dict[str, Any]]:
+        """Every sample row as a dict, read on first use. Only the parts of the audit that
+        still need rows (the shard work lists, duplicates, gallery, accounting, leakage) read
+        this; the aggregates come from :attr:`scan`."""
+        uri = storage.join(self.root, SAMPLES_NAME)
+        batches = list(iter_batches(uri, SAMPLES_SCHEMA.names))
+        return pa.Table.from_batches(batches).to_pylist() if batches else []
+
+    @cached_property
+    def scan(self) -> SampleScan:
+        """The streaming aggregates of ``samples.parquet`` (:mod:`longvid.audit.scan`), read on
+        first use."""
+        return scan_samples(storage.join(self.root, SAMPLES_NAME))
 
     @cached_property
     def extras(self) -> list[dict[str, Any]]:
@@ -102,12 +117,10 @@ def load_corpus(root: str) -> Corpus:
             f"{root}: no index.json there; not a corpus written by `longvid build`"
         ) from None
     samples_uri = storage.join(root, SAMPLES_NAME)
-    try:
-        table: pa.Table = read_table(samples_uri)
-    except NotFoundError:
-        raise NotFoundError(f"{samples_uri}: missing; not a finished `longvid build` output") from None
+    if not samples_exist(samples_uri):  # a file or a dataset folder; its rows are read lazily
+        raise NotFoundError(f"{samples_uri}: missing; not a finished `longvid build` output")
     rejects = _rows(storage.join(root, REJECTS_NAME)) or []
-    corpus = Corpus(root=root, index=index, samples=table.to_pylist(), rejects=rejects)
+    corpus = Corpus(root=root, index=index, rejects=rejects)
     corpus.summary = _json(storage.join(root, SUMMARY_NAME))
     corpus.ingest_summary = _json(storage.join(root, INGEST_DIR, "ingest_summary.json"))
     corpus.manifest = _rows(storage.join(root, INGEST_DIR, "manifest.parquet"), MANIFEST_COLUMNS)

@@ -8,100 +8,141 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from longvid.audit import accounting, duplicates
 from longvid.audit.checks import verdicts
 from longvid.audit.config import AuditConfig
 from longvid.audit.corpus import Corpus
-from longvid.audit.stats import histogram, hours, ranked
+from longvid.audit.scan import duplicate_keys
+from longvid.audit.stats import histogram, histogram_array, hours, ranked
 from longvid.dedup import DedupResult, Pairs, find_duplicates
 
 REPORT_FORMAT = "longvid-audit-v1"
 
 
-def _words(text: Any) -> int | None:
-    return len(str(text).split()) if text else None
+def _probed_seconds(corpus: Corpus) -> pa.Table:
+    """``(record_id, seconds)`` of every probed source video (the last probe of an id wins)."""
+    ids = [str(v.get("record_id")) for v in corpus.ledger_videos]
+    secs = [float(v.get("duration") or 0) for v in corpus.ledger_videos]
+    last = {rid: i for i, rid in enumerate(ids)}
+    keep = sorted(last.values())
+    return pa.table({"record_id": pa.array([ids[i] for i in keep], pa.string()),
+                     "seconds": pa.array([secs[i] for i in keep], pa.float64())})
+
+
+def _source_seconds(videos: pa.Table, probed: pa.Table) -> dict[str, float]:
+    """Probed seconds of the distinct source videos, per corpus source (an Arrow join)."""
+    if videos.num_rows == 0:
+        return {}
+    joined = videos.join(probed, "record_id", join_type="left outer")
+    sums = joined.group_by("source").aggregate([("seconds", "sum")])
+    return {s: float(x or 0.0) for s, x in zip(sums.column("source").to_pylist(),
+                                                sums.column("seconds_sum").to_pylist(),
+                                                strict=True)}
 
 
 def totals(corpus: Corpus) -> dict[str, Any]:
-    """Counts and hours from the tables alone (what a comparison of two builds needs too)."""
-    rows = corpus.samples
-    by_source: dict[str, Counter] = defaultdict(Counter)
-    by_bucket: dict[str, Counter] = defaultdict(Counter)
-    videos: dict[str, set[str]] = defaultdict(set)
-    for r in rows:
-        src, bucket, dur = str(r.get("source")), str(r.get("bucket")), float(r.get("duration") or 0)
-        size = sum(int(m["size"]) for m in r.get("members") or [])
-        c = by_source[src]
-        c["samples"] += 1
-        c["seconds"] += dur
-        c[f"{bucket}_samples"] += 1
-        c[f"{bucket}_seconds"] += dur
-        c["member_bytes"] += size
-        by_bucket[bucket]["samples"] += 1
-        by_bucket[bucket]["seconds"] += dur
-        videos[src].add(str(r.get("record_id")))
-    probed = {str(v.get("record_id")): float(v.get("duration") or 0) for v in corpus.ledger_videos}
-    total_s = sum(float(r.get("duration") or 0) for r in rows)
+    """Counts and hours from the tables alone (what a comparison of two builds needs too),
+    from one streaming scan of the sample table (:mod:`longvid.audit.scan`)."""
+    sc = corpus.scan
+    probed = _probed_seconds(corpus)
+    per_source = _source_seconds(sc.videos, probed)
+    vid_sources = sc.videos.column("source").to_pylist() if sc.videos.num_rows else []
+    n_videos = Counter(vid_sources)
+    all_ids = pc.unique(sc.videos.column("record_id")) if sc.videos.num_rows else \
+        pa.array([], pa.string())
+    all_seconds = _source_seconds(pa.table({"source": pa.array([""] * len(all_ids), pa.string()),
+                                            "record_id": all_ids}), probed).get("", 0.0)
+    bi = {b: i for i, b in enumerate(sc.buckets)}
 
-    def src_row(src: str, c: Counter) -> dict[str, Any]:
+    def cell(s: int, bucket: str, what: int) -> float:
+        return float(sc.cells[s, bi[bucket], what]) if bucket in bi else 0.0
+
+    def src_row(i: int, src: str) -> dict[str, Any]:
+        c = sc.cells[i]
         return {
-            "samples": c["samples"], "hours": hours(c["seconds"]),
-            "short": c["short_samples"], "short_hours": hours(c["short_seconds"]),
-            "long": c["long_samples"], "long_hours": hours(c["long_seconds"]),
-            "videos": len(videos[src]), "member_bytes": c["member_bytes"],
-            "source_hours": hours(sum(probed.get(v, 0.0) for v in videos[src])),
+            "samples": int(c[:, 0].sum()), "hours": hours(c[:, 1].sum()),
+            "short": int(cell(i, "short", 0)), "short_hours": hours(cell(i, "short", 1)),
+            "long": int(cell(i, "long", 0)), "long_hours": hours(cell(i, "long", 1)),
+            "videos": n_videos.get(src, 0), "member_bytes": int(c[:, 2].sum()),
+            "source_hours": hours(per_source.get(src, 0.0)),
         }
 
-    all_videos = set().union(*videos.values()) if videos else set()
+    total_s = float(sc.cells[..., 1].sum())
+    by_bucket = {}
+    for b, j in sorted(bi.items()):
+        secs = float(sc.cells[:, j, 1].sum())
+        by_bucket[b] = {"samples": int(sc.cells[:, j, 0].sum()), "hours": hours(secs),
+                        "share_of_hours": round(secs / total_s, 6) if total_s else 0.0}
     return {
-        "samples": len(rows),
+        "samples": sc.rows,
         "hours": hours(total_s),
         "shards": len(corpus.index.shards),
         "bytes": sum(s.filesize for s in corpus.index.shards),
-        "videos": len(all_videos),
-        "source_hours": hours(sum(probed.get(v, 0.0) for v in all_videos)),
-        "by_source": {s: src_row(s, c) for s, c in sorted(by_source.items())},
-        "by_bucket": {b: {"samples": c["samples"], "hours": hours(c["seconds"]),
-                          "share_of_hours": round(c["seconds"] / total_s, 6) if total_s else 0.0}
-                      for b, c in sorted(by_bucket.items())},
+        "videos": len(all_ids),
+        "source_hours": hours(all_seconds),
+        "by_source": {s: src_row(i, s) for i, s in sorted(enumerate(sc.sources),
+                                                          key=lambda x: x[1])},
+        "by_bucket": by_bucket,
     }
+
+
+def _fps_name(x: float) -> str:
+    return f"{float(x):.3f}".rstrip("0").rstrip(".")
 
 
 def distributions(corpus: Corpus, facts: dict[str, dict[str, Any]], cfg: AuditConfig
                   ) -> dict[str, Any]:
+    """Histograms of the table's columns (from the scan's numpy columns) and of the facts the
+    shard checks read from the samples' KEY.json."""
     rc = cfg.report
     h = lambda values, unit="", integer=False: histogram(  # noqa: E731
         values, rc.bins, rc.percentiles, unit=unit, integer=integer)
-    rows = corpus.samples
-    dur = [r.get("duration") for r in rows]
-    long_keys = {r["key"] for r in rows if r.get("bucket") == "long"}
-    f = [facts.get(r["key"], {}) for r in rows]
+    sc = corpus.scan
+    bi = {b: i for i, b in enumerate(sc.buckets)}
+    in_bucket = lambda b: sc.bucket == bi.get(b, -1)  # noqa: E731
+    f = list(facts.values())
     qa_tasks: Counter = Counter()
     qa_per_sample = []
     for x in f:
         if x.get("qa_tasks") is not None:
             qa_tasks.update(x["qa_tasks"])
             qa_per_sample.append(len(x["qa_tasks"]))
-    res = Counter(f"{r.get('width')}x{r.get('height')}" for r in rows)
-    fps = Counter(f"{float(r['fps']):.3f}".rstrip("0").rstrip(".") for r in rows
-                  if r.get("fps") is not None)
+    fps_values, fps_counts = np.unique(sc.fps[np.isfinite(sc.fps)], return_counts=True)
+    fps: Counter = Counter()
+    for v, c in zip(fps_values.tolist(), fps_counts.tolist(), strict=True):
+        fps[_fps_name(v)] += c
+    long_keys = pc.filter(sc.keys, pa.array(in_bucket("long"))).to_pylist() if facts else []
+    long_facts = [facts[k] for k in long_keys if k in facts]
     return {
-        "duration": h(dur, "s"),
-        "duration_short": h([r.get("duration") for r in rows if r.get("bucket") == "short"], "s"),
-        "duration_long": h([r.get("duration") for r in rows if r.get("bucket") == "long"], "s"),
-        "short_side": h([min(r["width"], r["height"]) if r.get("width") and r.get("height")
-                         else None for r in rows], "px"),
-        "resolution": ranked(res),
-        "fps": h([r.get("fps") for r in rows], "fps"),
+        "duration": histogram_array(sc.duration, rc.bins, rc.percentiles, unit="s"),
+        "duration_short": histogram_array(sc.duration[in_bucket("short")], rc.bins,
+                                          rc.percentiles, unit="s"),
+        "duration_long": histogram_array(sc.duration[in_bucket("long")], rc.bins,
+                                         rc.percentiles, unit="s"),
+        "short_side": histogram_array(sc.short_side, rc.bins, rc.percentiles, unit="px"),
+        "resolution": ranked(sc.resolution),
+        "fps": histogram_array(sc.fps, rc.bins, rc.percentiles, unit="fps"),
         "fps_values": ranked(fps),
-        "caption_words": h([_words(r.get("caption")) for r in rows], "words"),
-        "events_per_long_sample": h([x.get("events") for x in f if x.get("key") in long_keys],
-                                    "events", integer=True),
+        "caption_words": histogram_array(sc.caption_words, rc.bins, rc.percentiles,
+                                         unit="words"),
+        "events_per_long_sample": h([x.get("events") for x in long_facts], "events",
+                                    integer=True),
         "qa_by_task": ranked(qa_tasks),
         "qa_per_sample": h(qa_per_sample, "pairs", integer=True),
-        "video_text_score": h([x.get("video_text") for x in f], "cosine"),
-        "motion": h([x.get("motion") for x in f], "mean |Δluma|"),
+        "video_text_score": h(_per_sample(sc, facts, "video_text"), "cosine"),
+        "motion": h(_per_sample(sc, facts, "motion"), "mean |Δluma|"),
     }
+
+
+def _per_sample(sc: Any, facts: dict[str, dict[str, Any]], name: str) -> list[Any]:
+    """One value per sample row (None where the shard checks found none): the histogram's
+    ``missing`` counts samples without the fact."""
+    vals = [x.get(name) for x in facts.values() if x.get(name) is not None]
+    return vals + [None] * (sc.rows - len(vals))
 
 
 def annotations(corpus: Corpus, facts: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -225,7 +266,9 @@ def duplicates_section(corpus: Corpus, found: DedupResult, cfg: AuditConfig) -> 
     }
 
 
-def table_problems(corpus: Corpus, shard_problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def table_problems(corpus: Corpus, shard_problems: list[dict[str, Any]],
+                   max_keys: int = 1000, unlisted: Counter | None = None
+                   ) -> list[dict[str, Any]]:
     """Problems only the whole corpus shows: duplicate keys in samples.parquet, stray shard
     files; and samples the build dropped as duplicates are not 'unexpected' in their shard."""
     out = []
@@ -235,11 +278,12 @@ def table_problems(corpus: Corpus, shard_problems: list[dict[str, Any]]) -> list
         if p["reason"] == "unexpected_key" and p["key"] in dropped:
             continue
         out.append(p)
-    counts = Counter(r["key"] for r in corpus.samples)
-    for key, n in sorted(counts.items()):
-        if n > 1:
-            out.append({"shard": None, "key": key, "reason": "duplicate_key",
-                        "message": f"samples.parquet lists key {key!r} {n} times"})
+    n_dup, dups = duplicate_keys(corpus.scan.keys, max_keys)
+    if unlisted is not None and n_dup > len(dups):
+        unlisted["duplicate_key"] += n_dup - len(dups)  # counted, not listed
+    for key, n in dups:
+        out.append({"shard": None, "key": key, "reason": "duplicate_key",
+                    "message": f"samples.parquet lists key {key!r} {n} times"})
     listed = {s.url for s in corpus.index.shards}
     for f in corpus.shard_files or []:
         if f not in listed:
@@ -257,7 +301,9 @@ def build_report(corpus: Corpus, shard_results: list[dict[str, Any]], cfg: Audit
     facts = {f["key"]: f for res in shard_results for f in res.get("facts", [])}
     if found is None:
         found = corpus_duplicates(corpus, facts, cfg)
-    problems = table_problems(corpus, [p for res in shard_results for p in res["problems"]])
+    unlisted: Counter = Counter()
+    problems = table_problems(corpus, [p for res in shard_results for p in res["problems"]],
+                              cfg.checks.max_listed, unlisted)
     ingest, p_ingest = accounting.ingest_accounting(corpus)
     build, p_build = accounting.build_accounting(corpus, cfg.report.examples)
     agreement, p_summary = accounting.summary_agreement(corpus, build)
@@ -265,7 +311,7 @@ def build_report(corpus: Corpus, shard_results: list[dict[str, Any]], cfg: Audit
     if leakage is not None:
         problems += leakage.pop("problems", [])
     checks = verdicts(problems, with_leakage=leakage is not None,
-                      max_listed=cfg.checks.max_listed)
+                      max_listed=cfg.checks.max_listed, unlisted=unlisted)
     failed = [c["name"] for c in checks if not c["passed"]]
     report: dict[str, Any] = {
         "format": REPORT_FORMAT,

@@ -1,6 +1,8 @@
 """``longvid audit``: the Ray job that checks a built corpus and writes its report.
 
-1. Read the corpus tables (index, samples, rejects, summaries, ledger) on the driver.
+1. Read the small corpus files (index, rejects, summaries, ledger) on the driver, and scan the
+   sample table (a Parquet file or dataset folder) batch by batch for the aggregates
+   (:mod:`longvid.audit.scan`: numpy/Arrow accumulators, no Python object per sample).
 2. One Ray Data task per shard (:func:`longvid.audit.shardcheck.audit_shard`): verify size,
    checksum, headers and member offsets, parse every KEY.json, hash every clip, decode a picked
    fraction of them. Remote shards are read once each, by the worker that checks them.
@@ -51,12 +53,14 @@ from longvid.dedup.fingerprint import FRAMES
 from longvid.dedup.leaks import fingerprint_leaks
 from longvid.errors import LongvidError
 from longvid.pipelines.dedup_exact import exact_pairs_ray
+from longvid.shards.manifest import SAMPLES_NAME
 
 log = logging.getLogger(__name__)
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "index.html"
 DUPLICATES_PARQUET = "duplicates.parquet"  # longvid.dedup.DUPLICATES_SCHEMA
+PROGRESS_EVERY_S = 2.0  # seconds between two progress lines of the shard pass
 _ROW_COLUMNS = ("key", "shard", "members", *(c for c, _, _ in ROW_FIELDS))
 
 
@@ -160,13 +164,20 @@ def check_shards(corpus: Corpus, cfg: AuditConfig, progress: bool) -> list[dict[
         ds = ds.map(fn, num_cpus=1, concurrency=cfg.concurrency)
         results = []
         started = time.monotonic()
+        said, nbytes = 0.0, 0
         for row in ds.iter_rows():
             results.append(json.loads(row["result"]))
-            if progress:
-                done = len(results)
-                mb = sum(r["bytes"] for r in results) / 1e6
-                print(f"audit: shards {done}/{len(items)}  {mb:.1f} MB  "
-                      f"({mb / max(time.monotonic() - started, 1e-9):.1f} MB/s)",
+            nbytes += results[-1]["bytes"]
+            now = time.monotonic()
+            done = len(results)
+            # a line at most every PROGRESS_EVERY_S seconds (and at the end): a 100k-shard
+            # audit must not print 100k lines
+            if progress and (now - said >= PROGRESS_EVERY_S or done == len(items)):
+                said = now
+                took = max(now - started, 1e-9)
+                eta = took / done * (len(items) - done)
+                print(f"audit: shards {done}/{len(items)}  {nbytes / 1e6:.1f} MB  "
+                      f"({nbytes / 1e6 / took:.1f} MB/s, ~{eta:.0f} s left)",
                       file=sys.stderr, flush=True)
     finally:
         if started_ray:
@@ -318,6 +329,12 @@ def run_audit(root: str, out: str, cfg: AuditConfig | None = None, *,
     storage.configure(cfg.s3)
     root = _absolute(root)
     corpus = load_corpus(root)
+    _say(progress, f"audit: scanning {storage.join(root, SAMPLES_NAME)}")
+    t = time.monotonic()
+    scan = corpus.scan  # the streaming pass for the aggregates
+    scan_seconds = time.monotonic() - t
+    _say(progress, f"audit: {scan.rows} samples in {scan.batches} batches "
+                   f"({scan_seconds:.1f} s); {len(corpus.index.shards)} shards to check")
     started_ray = connect_ray(cfg)
     try:
         t = time.monotonic()
@@ -339,6 +356,7 @@ def run_audit(root: str, out: str, cfg: AuditConfig | None = None, *,
     leakage_seconds = time.monotonic() - t
     compared = None
     if compare_with:
+        _say(progress, f"audit: comparing with {compare_with}")
         compared = compare_mod.compare(compare_mod.figures(corpus),
                                        compare_mod.load_baseline(_absolute(compare_with)))
     nbytes = sum(r["bytes"] for r in results)
@@ -354,9 +372,14 @@ def run_audit(root: str, out: str, cfg: AuditConfig | None = None, *,
         "task_seconds": round(sum(float(r.get("seconds") or 0) for r in results), 3),
         "duplicates_seconds": round(dedup_seconds, 3),
         "leakage_seconds": round(leakage_seconds, 3) if against else None,
-        "samples_in_table": len(corpus.samples),
+        "samples_in_table": scan.rows,
+        "scan_seconds": round(scan_seconds, 3),
+        "scan_batches": scan.batches,
     }
+    _say(progress, "audit: report")
+    t = time.monotonic()
     report = build_report(corpus, results, cfg, audit_run, leakage, compared, found)
+    report["run"]["audit"]["report_seconds"] = round(time.monotonic() - t, 3)
     out = _absolute(out)
     json_uri, html_uri = storage.join(out, REPORT_JSON), storage.join(out, REPORT_HTML)
     if not storage.is_remote(out):
@@ -369,6 +392,10 @@ def run_audit(root: str, out: str, cfg: AuditConfig | None = None, *,
                                           cfg.gallery)
         report["run"]["audit"]["gallery_seconds"] = round(time.monotonic() - t, 3)
     report["run"]["audit"]["wall_seconds"] = round(time.monotonic() - started, 3)
+    a = report["run"]["audit"]
+    _say(progress, f"audit: done in {a['wall_seconds']:.1f} s — {a['shards_checked']} shards, "
+                   f"{a['samples_read']} samples read from shards, {a['samples_in_table']} in "
+                   f"the table; verdict {report['verdict']}")
     storage.write_bytes(json_uri, (json.dumps(report, indent=1, ensure_ascii=False,
                                               default=str) + "\n").encode("utf-8"))
     storage.write_bytes(html_uri, render_html(report).encode("utf-8"))
