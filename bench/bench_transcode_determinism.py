@@ -30,7 +30,7 @@ FPS = Fraction(25)
 
 
 def make_source(work: Path, seconds: int, size: tuple[int, int]) -> Path:
-    from longvid.media.synth import VideoSpec, plan_shots, render_video
+    from longvid.samples.synth import VideoSpec, plan_shots, render_video
 
     w, h = size
     path = work / f"determinism-src-{w}x{h}-{seconds}s.mp4"

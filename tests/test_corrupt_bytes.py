@@ -16,7 +16,7 @@ from longvid.pipelines.config import BuildConfig
 from longvid.schema import MANIFEST_SCHEMA
 from longvid.shards import read_table, write_table
 from longvid.training.data import make_loader
-from longvid.training.data_config import StageData
+from longvid.training.data.config import StageData
 from tests.fixtures.build import overrides
 from tests.fixtures.loader_corpus import ClipSpec, damage_packets
 

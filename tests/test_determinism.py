@@ -14,9 +14,9 @@ import pytest
 
 from longvid.config import load_config
 from longvid.media.cut import EncodeProfile, transcode
-from longvid.media.synth import VideoSpec, plan_shots, render_video
 from longvid.pipelines.build import run_build
 from longvid.pipelines.config import BuildConfig
+from longvid.samples.synth import VideoSpec, plan_shots, render_video
 from tests.fixtures.build import overrides
 
 FPS = Fraction(25)

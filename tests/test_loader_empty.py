@@ -18,7 +18,7 @@ from longvid.shards import SAMPLES_SCHEMA
 from longvid.shards.index import write_index
 from longvid.shards.manifest import SAMPLES_NAME, write_table
 from longvid.training.data import LoaderError, make_loader
-from longvid.training.data_config import MixtureComponent, StageData
+from longvid.training.data.config import MixtureComponent, StageData
 from longvid.training.trainer import batch_stream
 
 REPO = Path(__file__).resolve().parents[1]

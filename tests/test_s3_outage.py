@@ -85,7 +85,7 @@ def test_loader_reading_s3_through_a_server_restart_never_skips_a_sample(
     on. The batches are exactly those of an undisturbed pass (none skipped, none twice), and no
     storage failure became a substitute."""
     from longvid.training.data import LoaderError, make_loader
-    from longvid.training.data_config import StageData
+    from longvid.training.data.config import StageData
     from tests.fixtures.loader_corpus import ClipSpec
 
     root = tmp_path / "s3root"

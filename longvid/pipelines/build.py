@@ -24,7 +24,6 @@ from typing import Any
 from longvid import storage
 from longvid.annotate.dedup import corpus_filter
 from longvid.errors import LongvidError, StorageError
-from longvid.pipelines import ledger
 from longvid.pipelines.config import BuildConfig, content_hash
 from longvid.pipelines.finalize import finalize
 from longvid.pipelines.inputs import load_input
@@ -32,6 +31,7 @@ from longvid.pipelines.stages import check_stage_list, stage_class
 from longvid.pipelines.unit_task import ModelStageRunner, run_unit, run_unit_cpu, write_payload
 from longvid.pipelines.units import WorkUnit, pack_units
 from longvid.pipelines.uploads import sweep_stale_uploads
+from longvid.shards import ledger
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 from longvid import storage
-from longvid.pipelines import ledger
 from longvid.pipelines.units import WorkUnit
 from longvid.pipelines.uploads import sweep_stale_uploads
 from longvid.schema import REJECTS_SCHEMA
-from longvid.shards import SAMPLES_SCHEMA, ShardInfo, read_table, write_index, write_table
+from longvid.shards import SAMPLES_SCHEMA, ShardInfo, ledger, read_table, write_index, write_table
 
 SUMMARY_NAME = "summary.json"
 

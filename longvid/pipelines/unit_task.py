@@ -17,13 +17,12 @@ from typing import Any
 
 from longvid import storage
 from longvid.errors import LongvidError
-from longvid.pipelines import ledger
 from longvid.pipelines.config import BuildConfig
 from longvid.pipelines.lineage import tool_versions
 from longvid.pipelines.stages import run_stages, stage_class
-from longvid.pipelines.stages.base import Stage, reason_of
-from longvid.pipelines.work import StageContext, VideoWork
-from longvid.shards import ShardSequenceWriter
+from longvid.shards import ShardSequenceWriter, ledger
+from longvid.stages.base import Stage, reason_of
+from longvid.stages.work import StageContext, VideoWork
 
 log = logging.getLogger(__name__)
 

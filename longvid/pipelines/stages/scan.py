@@ -8,12 +8,12 @@ from __future__ import annotations
 import av.error
 import numpy as np
 
-from longvid.annotate.shots import detection_size, make_detector
 from longvid.errors import MediaError
 from longvid.media.container import Clock, ffmpeg_reason, open_video
 from longvid.media.decode import RGBConverter, output_size
-from longvid.pipelines.stages.base import Stage
-from longvid.pipelines.work import VideoWork
+from longvid.segment.shots import detection_size, make_detector
+from longvid.stages.base import Stage
+from longvid.stages.work import VideoWork
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from longvid.errors import LongvidError, MediaError, NotFoundError
-from longvid.pipelines.work import StageContext, VideoWork
+from longvid.stages.work import StageContext, VideoWork
 
 log = logging.getLogger(__name__)
 
