@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 
 from longvid.annotate.config import AnnotateConfig
 from longvid.config import RayConfig, S3Config, Section
-from longvid.errors import ConfigError
+from longvid.dedup.config import DedupConfig
 from longvid.ingest.config import SourceConfig
 from longvid.media.cut import EncodeProfile
 from longvid.segment.config import DetectConfig, SegmentConfig
@@ -168,6 +168,10 @@ class BuildConfig(Section):
     annotate: AnnotateConfig = Field(
         default_factory=AnnotateConfig, description="annotation stages (longvid.annotate)"
     )
+    dedup: DedupConfig = Field(
+        default_factory=DedupConfig,
+        description="duplicate search at the build's finish (longvid.dedup; with stage filter)",
+    )
     shards: ShardsConfig = Field(default_factory=ShardsConfig, description="WebDataset shards")
     stages: list[str] = Field(
         ["probe", "scan", "segment", "cut"],
@@ -194,6 +198,7 @@ CONTENT_SECTIONS = (
     "encode",
     "caption",
     "annotate",
+    "dedup",
     "shards",
     "stages",
     "seed",
@@ -205,11 +210,6 @@ def content_hash(cfg: BuildConfig) -> str:
     data = cfg.model_dump(mode="json")
     blob = json.dumps({k: data[k] for k in CONTENT_SECTIONS}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def require(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
 
 
 def as_dict(cfg: BuildConfig) -> dict[str, Any]:

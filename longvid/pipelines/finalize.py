@@ -33,7 +33,7 @@ def finalize(
     """Write the corpus tables from the committed entries (in unit order) and the summary.
 
     ``corpus_filter`` (rows → kept rows, reject rows) is applied to the whole corpus's sample
-    rows first: filters that need every sample at once (duplicates, longvid.annotate.dedup)."""
+    rows first: filters that need every sample at once (duplicates, longvid.dedup.filter)."""
     run["stale_uploads_aborted"] = run.get("stale_uploads_aborted", 0) + sweep_stale_uploads(root)
     committed = [entries[u.unit_id] for u in units if u.unit_id in entries]
     shards = [ShardInfo.from_dict(s) for e in committed for s in e.shards]
