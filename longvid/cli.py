@@ -17,7 +17,10 @@ from longvid.errors import LongvidError
 COMMANDS: dict[str, str] = {
     "audit": "longvid.pipelines.audit_cli",
     "build": "longvid.pipelines.cli",
+    "convert": "longvid.training.model.convert",
+    "eval": "longvid.training.niah.cli",
     "export": "longvid.annotate.export",
+    "export-model": "longvid.training.model.export",
     "infer": "longvid.training.infer",
     "ingest": "longvid.ingest.cli",
     "sample-corpus": "longvid.samples.corpus",

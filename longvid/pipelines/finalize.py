@@ -84,6 +84,14 @@ def apply_corpus_rejects(
     summary["corpus_filter_rejects"] = len(rejects)
 
 
+def qa_by_task(by_source: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """QA items per task over all sources (the ``qa_<task>`` counts of the unit stats)."""
+    total: Counter = Counter()
+    for counts in by_source.values():
+        total.update({k[3:]: v for k, v in counts.items() if k.startswith("qa_")})
+    return dict(sorted(total.items()))
+
+
 def summarize(
     units: list[WorkUnit],
     committed: list[ledger.LedgerEntry],
@@ -134,6 +142,7 @@ def summarize(
             for s, c in sorted(by_source.items())
         },
         "rejects_by_reason": dict(reasons.most_common()),
+        "qa_by_task": qa_by_task(by_source),
         "stage_seconds": {k: round(v, 3) for k, v in sorted(stage_seconds.items())},
         "unit_task_seconds": round(unit_wall, 3),
         "source_hours": round(source_seconds / 3600, 4),
