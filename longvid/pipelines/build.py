@@ -30,6 +30,7 @@ from longvid.pipelines.inputs import load_input
 from longvid.pipelines.stages import check_stage_list, stage_class
 from longvid.pipelines.unit_task import ModelStageRunner, run_unit, run_unit_cpu, write_payload
 from longvid.pipelines.units import WorkUnit, pack_units
+from longvid.pipelines.uploads import sweep_stale_uploads
 from longvid.shards import ledger
 
 log = logging.getLogger(__name__)
@@ -215,6 +216,7 @@ def run_build(cfg: BuildConfig, *, restart: bool = False) -> BuildResult:
         if uid in unit_ids:  # its shards are gone or damaged: redo the unit
             storage.delete(ledger.ledger_uri(root, uid))
     removed = ledger.remove_orphans(root, list(intact.values()), unit_ids)
+    stale_uploads = sweep_stale_uploads(root)  # no unit runs yet: open uploads are dead writers'
     pending = [u for u in units if u.unit_id not in intact]
     timings["resume_check"] = time.monotonic() - t
     if removed:
@@ -246,6 +248,7 @@ def run_build(cfg: BuildConfig, *, restart: bool = False) -> BuildResult:
         "processed": len(pending) - len(failed),
         "failed": failed,
         "orphans_removed": len(removed),
+        "stale_uploads_aborted": stale_uploads,
         "ray_address": ray_address(cfg) if pending else None,
         "source_seconds_this_run": round(progress.source_seconds, 3),
     }

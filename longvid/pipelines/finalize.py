@@ -10,6 +10,7 @@ from typing import Any
 
 from longvid import storage
 from longvid.pipelines.units import WorkUnit
+from longvid.pipelines.uploads import sweep_stale_uploads
 from longvid.schema import REJECTS_SCHEMA
 from longvid.shards import SAMPLES_SCHEMA, ShardInfo, ledger, read_table, write_index, write_table
 
@@ -33,6 +34,7 @@ def finalize(
 
     ``corpus_filter`` (rows → kept rows, reject rows) is applied to the whole corpus's sample
     rows first: filters that need every sample at once (duplicates, longvid.dedup.filter)."""
+    run["stale_uploads_aborted"] = run.get("stale_uploads_aborted", 0) + sweep_stale_uploads(root)
     committed = [entries[u.unit_id] for u in units if u.unit_id in entries]
     shards = [ShardInfo.from_dict(s) for e in committed for s in e.shards]
     write_index(root, shards, name="longvid")
