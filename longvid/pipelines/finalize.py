@@ -123,7 +123,7 @@ def apply_corpus_filter(
             part = read_table(storage.join(root, m.parts[ledger.SAMPLES_PARTS])).to_pylist()
             rows += part
             part_of += [m.parts[ledger.SAMPLES_PARTS]] * len(part)
-    kept, rejects = corpus_filter(rows)
+    kept, rejects = corpus_filter([_embedding_in_extra(r) for r in rows])
     kept_keys = {r["key"] for r in kept}
     by_part: dict[str, list[dict[str, Any]]] = defaultdict(list)
     lost: set[str] = set()
@@ -139,6 +139,14 @@ def apply_corpus_filter(
     if everything:
         _write_parquet(uri, pa.Table.from_pylist(everything, schema=REJECTS_SCHEMA))
     return everything, len(kept)
+
+
+def _embedding_in_extra(row: dict[str, Any]) -> dict[str, Any]:
+    """The row as the corpus filter reads it: the embedding column inside ``extra``."""
+    if row.get("embedding") is None:
+        return row
+    extra = json.loads(row.get("extra") or "{}")
+    return {**row, "extra": {**extra, "embedding": [float(x) for x in row["embedding"]]}}
 
 
 def apply_corpus_rejects(

@@ -57,6 +57,7 @@ SAMPLES_SCHEMA = pa.schema(
         ("caption", pa.string()),  # the main text, also in KEY.txt
         pa.field("members", pa.list_(MEMBER), nullable=False),  # data offset/size per member
         ("extra", pa.string()),  # JSON object: annotations without a column of their own
+        ("embedding", pa.list_(pa.float16())),  # the video embedding (embed stage), or null
     ]
 )
 
