@@ -17,9 +17,12 @@ import pytest
 from longvid.errors import ConfigError
 from longvid.pipelines.config import UnitsConfig
 from longvid.pipelines.plan import (
+    READ_GROUP_ROWS,
     make_plan,
+    max_row_group_rows,
     read_rows,
     scan_manifest,
+    worker_manifest,
     write_new_generation,
 )
 from longvid.pipelines.row_digest import row_digests
@@ -52,6 +55,20 @@ def test_units_cover_every_row_once_within_limits_and_workers_read_their_rows(tm
     # the same manifest gives the same plan
     again = make_plan(None, scan_manifest(str(path)), UNITS)
     assert [(u.unit_id, u.runs) for u in again.units] == [(u.unit_id, u.runs) for u in plan.units]
+
+
+def test_a_manifest_in_big_row_groups_is_copied_in_small_ones_for_the_workers(tmp_path):
+    path = write_synthetic_manifest(tmp_path / "m.parquet", 9000)  # one 9000-row group
+    assert max_row_group_rows(str(path)) == 9000
+    root = str(tmp_path / "out")
+    rows_uri, scan = worker_manifest(root, str(path))
+    assert rows_uri == f"{root}/plan/manifest-{scan.fingerprint}.parquet"
+    assert max_row_group_rows(rows_uri) <= READ_GROUP_ROWS
+    assert pq.read_table(rows_uri).equals(pq.read_table(path))
+    assert worker_manifest(root, str(path))[0] == rows_uri  # written once per content
+    small = tmp_path / "small.parquet"
+    pq.write_table(pq.read_table(path), small, row_group_size=1000)
+    assert worker_manifest(root, str(small))[0] == str(small)  # read as it is
 
 
 def test_row_digests_see_nested_edits_and_ignore_column_order(tmp_path):

@@ -33,7 +33,14 @@ from longvid.pipelines import ledger
 from longvid.pipelines.config import BuildConfig, content_hash
 from longvid.pipelines.finalize import finalize
 from longvid.pipelines.inputs import BuildInput, load_input
-from longvid.pipelines.plan import Plan, Unit, make_plan, scan_manifest, write_new_generation
+from longvid.pipelines.plan import (
+    Plan,
+    Unit,
+    make_plan,
+    scan_manifest,
+    worker_manifest,
+    write_new_generation,
+)
 from longvid.pipelines.stages import check_stage_list, stage_class
 from longvid.pipelines.stages.base import Resources
 from longvid.pipelines.unit_task import ModelStageRunner, run_unit, run_unit_cpu, write_payload
@@ -237,6 +244,7 @@ class Prepared:
     chash: str
     timings: dict[str, float]
     resumed: bool = False  # the output root held this build already
+    rows_uri: str = ""  # where workers read their manifest rows (the manifest, or a copy)
 
 
 def prepare(cfg: BuildConfig, restart: bool = False, *, dry_run: bool = False) -> Prepared:
@@ -257,10 +265,13 @@ def prepare(cfg: BuildConfig, restart: bool = False, *, dry_run: bool = False) -
     resumed = False
     if not dry_run:
         resumed = ledger.check_or_start(root, {"content_hash": chash}, restart)
-    scan = scan_manifest(inp.manifest_uri)
+    if dry_run:
+        rows_uri, scan = inp.manifest_uri, scan_manifest(inp.manifest_uri)
+    else:
+        rows_uri, scan = worker_manifest(root, inp.manifest_uri, cfg.work_dir)
     plan = make_plan(None if (restart and dry_run) else root, scan, cfg.units)
     timings["plan"] = time.monotonic() - t
-    return Prepared(cfg, root, inp, plan, chash, timings, resumed)
+    return Prepared(cfg, root, inp, plan, chash, timings, resumed, rows_uri)
 
 
 def resume(prep: Prepared) -> tuple[set[str], list[Unit]]:
@@ -275,7 +286,7 @@ def _run(prep: Prepared, pending: list[Unit], progress: Progress) -> bool:
         return False
     started_ray = connect_ray(prep.cfg)
     try:
-        run_units(prep.cfg, pending, prep.chash, prep.root, prep.inp.manifest_uri, progress)
+        run_units(prep.cfg, pending, prep.chash, prep.root, prep.rows_uri, progress)
     finally:
         if started_ray:
             import ray

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +44,8 @@ GEN_SCHEMA = pa.schema(
 )
 _GEN_NAME = re.compile(r"gen-(\d{5})\.parquet$")
 SCAN_BATCH_ROWS = 4096  # manifest rows per batch (HowTo100M rows hold ~80 texts each)
+# A worker reads whole row groups: a manifest with bigger ones is copied in groups of this size
+READ_GROUP_ROWS = 2048
 
 
 @dataclass
@@ -74,23 +78,59 @@ def _open_parquet(uri: str) -> pq.ParquetFile:
         raise FormatError(f"{uri}: not a readable Parquet file: {exc}") from None
 
 
-def scan_manifest(uri: str, batch_rows: int = SCAN_BATCH_ROWS) -> ManifestScan:
-    """Stream the manifest once: ids, row digests and declared seconds, batch by batch."""
+def max_row_group_rows(uri: str) -> int:
+    md = _open_parquet(uri).metadata
+    return max((md.row_group(i).num_rows for i in range(md.num_row_groups)), default=0)
+
+
+def scan_manifest(uri: str, batch_rows: int = SCAN_BATCH_ROWS, *,
+                  rechunk_to: str | None = None) -> ManifestScan:
+    """Stream the manifest once: ids, row digests and declared seconds, batch by batch.
+
+    ``rechunk_to`` (a local path): also write the rows there, in the same order, in row groups
+    of ``READ_GROUP_ROWS`` rows, so that a worker reading its unit's rows reads little more
+    than them (a manifest written in one 1M-row group would be read whole by every unit)."""
     pf = _open_parquet(uri)
     n = pf.metadata.num_rows
     rec = np.empty(n, np.uint64)
     dig = np.empty(n, np.uint64)
     sec = np.empty(n, np.float32)
     at = 0
-    for batch in pf.iter_batches(batch_size=batch_rows):
-        k = batch.num_rows
-        rec[at : at + k] = string_digests(batch.column("record_id"))
-        dig[at : at + k] = row_digests(batch)
-        dur = batch.column("declared_duration").to_numpy(zero_copy_only=False)
-        sec[at : at + k] = np.asarray(dur, dtype=np.float64)
-        at += k
+    writer = (pq.ParquetWriter(rechunk_to, pf.schema_arrow, compression="zstd")
+              if rechunk_to else None)
+    try:
+        for batch in pf.iter_batches(batch_size=batch_rows):
+            k = batch.num_rows
+            rec[at : at + k] = string_digests(batch.column("record_id"))
+            dig[at : at + k] = row_digests(batch)
+            dur = batch.column("declared_duration").to_numpy(zero_copy_only=False)
+            sec[at : at + k] = np.asarray(dur, dtype=np.float64)
+            if writer is not None:
+                writer.write_batch(batch, row_group_size=READ_GROUP_ROWS)
+            at += k
+    finally:
+        if writer is not None:
+            writer.close()
     size = storage.size(uri)
     return ManifestScan(uri, n, size, rec, dig, sec)
+
+
+def worker_manifest(root: str, uri: str, work_dir: str | None = None) -> tuple[str, ManifestScan]:
+    """Scan the manifest and return the URI the workers read their rows from: the manifest
+    itself when its row groups are small, else a copy in small row groups under
+    ``plan/manifest-<fingerprint>.parquet`` (written once per manifest content)."""
+    if max_row_group_rows(uri) <= READ_GROUP_ROWS:
+        return uri, scan_manifest(uri)
+    with tempfile.TemporaryDirectory(prefix="longvid-plan-", dir=work_dir) as tmp:
+        local = os.path.join(tmp, "manifest.parquet")
+        scan = scan_manifest(uri, rechunk_to=local)
+        copy = storage.join(root, PLAN_DIR, f"manifest-{scan.fingerprint}.parquet")
+        if not storage.exists(copy):
+            storage.upload_file(local, copy)
+    for other in storage.list_files(storage.join(root, PLAN_DIR), ".parquet"):
+        if "/manifest-" in other and other != copy:  # a copy of an earlier manifest version
+            storage.delete(other)
+    return copy, scan
 
 
 def read_rows(uri: str, runs: list[tuple[int, int]]) -> list[dict[str, Any]]:
