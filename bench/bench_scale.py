@@ -38,9 +38,13 @@ HERE = Path(__file__).resolve()
 
 
 def _rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident set (VmHWM: of its own address space since exec; getrusage's
+    ru_maxrss would carry over the parent's peak across fork + exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 # --- children: each measurement in its own process, so its peak RSS is its own ---------------
