@@ -31,7 +31,7 @@ GOP = 50  # synth: a keyframe every 2 s; shots are whole GOPs, so cuts fall on k
 
 
 def make_videos(work: Path, count: int, seconds: int) -> tuple[list[Path], dict[str, list[int]]]:
-    from longvid.media.synth import VideoSpec, plan_shots, render_video
+    from longvid.samples.synth import VideoSpec, plan_shots, render_video
 
     vids = work / "videos"
     truth: dict[str, list[int]] = {}
@@ -97,7 +97,7 @@ def our_scan(path: str, detector: str, threads: int = 2) -> tuple[float, list[fl
     from longvid.pipelines.config import BuildConfig
     from longvid.pipelines.stages.probe import Probe
     from longvid.pipelines.stages.scan import Scan
-    from longvid.pipelines.work import StageContext, VideoWork
+    from longvid.stages.work import StageContext, VideoWork
 
     cfg = BuildConfig(manifest="x", detect={"detector": detector, "decode_threads": threads})
     ctx = StageContext(cfg, "bench", Path("/tmp"), {})

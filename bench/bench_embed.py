@@ -37,10 +37,10 @@ import numpy as np
 import torch
 
 from longvid.annotate import stages as ast
-from longvid.media.synth import VideoSpec, plan_shots, render_video
 from longvid.pipelines.config import BuildConfig
 from longvid.pipelines.stages import run_stages, stage_class
 from longvid.pipelines.unit_task import make_context, process_records
+from longvid.samples.synth import VideoSpec, plan_shots, render_video
 from longvid.schema import TimedText, VideoRecord
 
 

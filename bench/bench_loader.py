@@ -39,9 +39,9 @@ import numpy as np
 import torch
 
 from longvid.training.data import make_loader
-from longvid.training.data_catalog import load_catalog
-from longvid.training.data_config import StageData
-from longvid.training.data_sampling import frame_count, midpoint_times
+from longvid.training.data.catalog import load_catalog
+from longvid.training.data.config import StageData
+from longvid.training.data.sampling import frame_count, midpoint_times
 from longvid.training.tokenizer import build_tokenizer
 
 RES = 224

@@ -21,8 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from longvid.media.ffmpeg import run_ffmpeg
-from longvid.media.synth import AUDIO_RATE, VideoSpec, render_args
-from longvid.sample_corpus import SCALES, plan_corpus, write_sample_corpus
+from longvid.samples.corpus import SCALES, plan_corpus, write_sample_corpus
+from longvid.samples.synth import AUDIO_RATE, VideoSpec, render_args
 
 
 def _plain_args(spec: VideoSpec, out: Path, source: str) -> list[str]:

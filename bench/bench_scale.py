@@ -101,7 +101,7 @@ def _configure(endpoint: str | None) -> None:
 
 
 def child_resume(root: str, endpoint: str) -> dict:
-    from longvid.pipelines import ledger
+    from longvid.shards import ledger
 
     _configure(endpoint)
     count = _count_requests() if root.startswith("s3://") else [0]
@@ -125,9 +125,9 @@ def child_old_resume(root: str, endpoint: str) -> dict:
 
 
 def child_finalize(root: str, units: str) -> dict:
-    from longvid.pipelines import ledger
     from longvid.pipelines.finalize import finalize
     from longvid.pipelines.plan import Unit
+    from longvid.shards import ledger
 
     t = time.perf_counter()
     ids = sorted(ledger.committed_ids(root))
@@ -177,8 +177,7 @@ def write_markers(root: Path, n: int) -> None:
 
 def write_finalize_input(root: Path, units: int, rows_per_unit: int) -> None:
     """Per-unit sample parts, tiny shard files and markers, as workers would leave them."""
-    from longvid.pipelines import ledger
-    from longvid.shards import SAMPLES_SCHEMA
+    from longvid.shards import SAMPLES_SCHEMA, ledger
 
     (root / "samples.parquet").mkdir(parents=True)
     (root / "shards").mkdir()

@@ -20,7 +20,7 @@ COMMANDS: dict[str, str] = {
     "export": "longvid.annotate.export",
     "infer": "longvid.training.infer",
     "ingest": "longvid.ingest.cli",
-    "sample-corpus": "longvid.sample_corpus",
+    "sample-corpus": "longvid.samples.corpus",
     "train": "longvid.training.cli",
 }
 

@@ -19,7 +19,7 @@ import yaml
 
 from longvid.annotate.dedup import apply_duplicates
 from longvid.media.ffmpeg import run_ffmpeg
-from longvid.media.synth import VideoSpec, plan_shots, render_video
+from longvid.samples.synth import VideoSpec, plan_shots, render_video
 from longvid.schema import MANIFEST_SCHEMA, TimedText, VideoRecord
 from longvid.shards import read_sample, write_table
 from tests.fixtures.annotate import build_config, run_all_stages

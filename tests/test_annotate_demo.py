@@ -20,7 +20,7 @@ from longvid.annotate.timeline import Timeline
 from longvid.cli import main
 from longvid.media.probe import probe
 from longvid.shards import read_sample
-from longvid.training.data_sample import default_conversation
+from longvid.training.data.sample import default_conversation
 
 DIM = 64  # embed_dim of the demo's tiny open_clip
 

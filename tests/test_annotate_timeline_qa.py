@@ -26,7 +26,7 @@ from longvid.annotate.timeline import (
     join_asr,
     normalise,
 )
-from longvid.pipelines.segment import retime_texts
+from longvid.segment.policy import retime_texts
 
 
 def cap(start, end, text, kind="caption", origin="o", clipped=False):

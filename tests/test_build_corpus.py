@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from longvid.pipelines import ledger
-from longvid.shards import read_table
+from longvid.shards import ledger, read_table
 
 pytestmark = pytest.mark.slow
 

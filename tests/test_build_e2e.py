@@ -16,10 +16,9 @@ from longvid import storage
 from longvid.config import load_config
 from longvid.errors import ConfigError
 from longvid.media.probe import probe
-from longvid.pipelines import ledger
 from longvid.pipelines.build import run_build
 from longvid.pipelines.config import BuildConfig
-from longvid.shards import read_index, read_member, read_table
+from longvid.shards import ledger, read_index, read_member, read_table
 from tests.fixtures.build import overrides
 
 pytestmark = pytest.mark.slow

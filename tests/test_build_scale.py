@@ -12,10 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from longvid.errors import ConfigError
-from longvid.pipelines import ledger
 from longvid.pipelines.build import dry_run, run_build, stage_resources
 from longvid.schema import MANIFEST_SCHEMA
-from longvid.shards import read_table
+from longvid.shards import ledger, read_table
 from tests.test_build_e2e import config, samples_by_key
 
 pytestmark = pytest.mark.slow

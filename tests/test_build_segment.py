@@ -5,16 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from longvid.pipelines.config import SegmentPolicy, UnitsConfig
+from longvid.pipelines.config import UnitsConfig
 from longvid.pipelines.plan import pack_offsets
-from longvid.pipelines.segment import (
+from longvid.pipelines.stages.segment import snap_to_keyframe
+from longvid.segment.config import SegmentPolicy
+from longvid.segment.policy import (
     long_chunks,
     retime_texts,
     segment_record,
     short_clips,
     shot_intervals,
 )
-from longvid.pipelines.stages.segment import snap_to_keyframe
 
 
 def spans(result):
@@ -179,7 +180,7 @@ def test_retime_texts_points_segments_and_untimed():
 
 
 def test_snap_to_keyframe_moves_start_only_within_limit():
-    from longvid.pipelines.segment import SampleSpec
+    from longvid.stages.work import SampleSpec
 
     s = SampleSpec(3.1, 10.0, "short", "shot")
     assert snap_to_keyframe(s, [0.0, 2.0, 4.0, 6.0], 1.0, 2.0).start == 4.0

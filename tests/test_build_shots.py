@@ -10,15 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from longvid.annotate.shots import detection_size, make_detector, transitions_to_cuts
 from longvid.errors import ConfigError
 from longvid.media.decode import iter_frames
-from longvid.media.synth import VideoSpec, plan_shots, render_video
-from longvid.pipelines import ledger
 from longvid.pipelines.captions import main_caption
-from longvid.pipelines.config import CutProfile, DetectConfig
-from longvid.pipelines.segment import SampleSpec
+from longvid.pipelines.config import CutProfile
 from longvid.pipelines.stages.cut import cut_mode, starts_on_keyframe
+from longvid.samples.synth import VideoSpec, plan_shots, render_video
+from longvid.segment.config import DetectConfig
+from longvid.segment.shots import detection_size, make_detector, transitions_to_cuts
+from longvid.shards import ledger
+from longvid.stages.work import SampleSpec
 
 FPS = Fraction(25)
 

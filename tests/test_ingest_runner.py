@@ -153,7 +153,7 @@ def test_missing_root_needs_source_and_root(capsys):
 
 
 def _corpus(tmp_path_factory):
-    from longvid.sample_corpus import write_sample_corpus
+    from longvid.samples.corpus import write_sample_corpus
 
     root = tmp_path_factory.mktemp("meta-corpus")
     write_sample_corpus(root, render=False)

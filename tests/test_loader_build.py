@@ -11,10 +11,10 @@ import torch
 from longvid.media.decode import decode_at
 from longvid.shards.reader import read_sample
 from longvid.training.data import make_loader, normalize_frames
-from longvid.training.data_catalog import load_catalog
-from longvid.training.data_config import StageData
-from longvid.training.data_sample import keyframes_of
-from longvid.training.data_sampling import frame_count, midpoint_times
+from longvid.training.data.catalog import load_catalog
+from longvid.training.data.config import StageData
+from longvid.training.data.sample import keyframes_of
+from longvid.training.data.sampling import frame_count, midpoint_times
 from longvid.training.tokenizer import build_tokenizer
 
 pytestmark = pytest.mark.slow  # needs the session's build of the sample corpus

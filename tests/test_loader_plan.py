@@ -10,15 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from longvid.errors import ConfigError
-from longvid.training.data_catalog import load_catalog
-from longvid.training.data_config import MixtureComponent, StageData
-from longvid.training.data_plan import (
+from longvid.training.data.catalog import load_catalog
+from longvid.training.data.config import MixtureComponent, StageData
+from longvid.training.data.plan import (
     component_pools,
     largest_remainder,
     plan_epoch,
     stable_seed,
 )
-from longvid.training.data_sampling import frame_count, midpoint_times
+from longvid.training.data.sampling import frame_count, midpoint_times
 
 # --- T = clamp(4·floor(D/4), T_min, T_max) ----------------------------------------------------
 

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from longvid.training.data import ResumeError, make_loader
-from longvid.training.data_catalog import load_catalog
-from longvid.training.data_config import MixtureComponent, StageData
-from longvid.training.data_plan import plan_epoch
+from longvid.training.data.catalog import load_catalog
+from longvid.training.data.config import MixtureComponent, StageData
+from longvid.training.data.plan import plan_epoch
 from tests.fixtures.loader_corpus import ClipSpec, default_specs
 
 

@@ -10,10 +10,10 @@ import torch
 from longvid.media.decode import decode_at
 from longvid.shards.manifest import SAMPLES_NAME, read_table
 from longvid.training.data import LoaderError, make_loader, normalize_frames
-from longvid.training.data_catalog import load_catalog
-from longvid.training.data_config import MixtureComponent, StageData
-from longvid.training.data_plan import largest_remainder, plan_epoch
-from longvid.training.data_sampling import frame_count, midpoint_times
+from longvid.training.data.catalog import load_catalog
+from longvid.training.data.config import MixtureComponent, StageData
+from longvid.training.data.plan import largest_remainder, plan_epoch
+from longvid.training.data.sampling import frame_count, midpoint_times
 from longvid.training.tokenizer import IGNORE_INDEX, build_tokenizer
 from tests.fixtures.loader_corpus import ClipSpec
 

@@ -19,8 +19,8 @@ import pytest
 
 from longvid.cli import main
 from longvid.errors import ConfigError
-from longvid.media.synth import COLOURS, Shot, VideoSpec, render_video
-from longvid.sample_corpus import SCALES, plan_corpus, write_sample_corpus
+from longvid.samples.corpus import SCALES, plan_corpus, write_sample_corpus
+from longvid.samples.synth import COLOURS, Shot, VideoSpec, render_video
 
 THUMB = (32, 18)  # (width, height) of the luma thumbnails kept per frame
 

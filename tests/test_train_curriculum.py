@@ -22,7 +22,7 @@ from longvid.training.curriculum import (
     plan_stages,
     warmup_steps,
 )
-from longvid.training.data_catalog import load_catalog
+from longvid.training.data.catalog import load_catalog
 from longvid.training.trainer import answer_tokens, fit_to_length, parse_stop_after
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from longvid.media.synth import COLOURS
+from longvid.samples.synth import COLOURS
 from longvid.shards.index import write_index
 from longvid.shards.manifest import SAMPLES_NAME, read_table, write_table
 from longvid.shards.reader import read_sample
 from longvid.shards.tarwriter import ShardSequenceWriter
 from longvid.training.config import TrainConfig
-from longvid.training.data_config import StageData
+from longvid.training.data.config import StageData
 from longvid.training.evaluate import greedy_answers
 from longvid.training.model.hico import HiCoModel
 from longvid.training.trainer import Trainer

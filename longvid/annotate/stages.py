@@ -31,8 +31,8 @@ from longvid.annotate.embed import ClipEmbedder, cosine, pool
 from longvid.annotate.qa import QAItem, conversations, make_qa, short_caption_qa
 from longvid.annotate.scores import cheap_filter, final_filter, sample_scores
 from longvid.annotate.timeline import Event, Timeline, build_timeline
-from longvid.pipelines.stages.base import Stage
-from longvid.pipelines.work import SampleOutput, VideoWork
+from longvid.stages.base import Stage
+from longvid.stages.work import SampleOutput, VideoWork
 
 FRAMES_NOTE = "annotate_frames"  # work.notes key: {sample key: (times [T], frames [T,H,W,3])}
 FRAME_USERS = ("model_captions", "embed")

@@ -17,8 +17,7 @@ import pyarrow as pa
 
 from longvid import storage
 from longvid.errors import FormatError, NotFoundError
-from longvid.pipelines import ledger
-from longvid.shards import ShardIndex, read_index, read_table
+from longvid.shards import ShardIndex, ledger, read_index, read_table
 from longvid.shards.manifest import SAMPLES_NAME
 
 REJECTS_NAME = "rejects.parquet"

@@ -29,7 +29,6 @@ from typing import Any
 from longvid import storage
 from longvid.annotate.dedup import corpus_filter
 from longvid.errors import ConfigError, LongvidError, StorageError
-from longvid.pipelines import ledger
 from longvid.pipelines.config import BuildConfig, content_hash
 from longvid.pipelines.finalize import finalize
 from longvid.pipelines.inputs import BuildInput, load_input
@@ -42,8 +41,9 @@ from longvid.pipelines.plan import (
     write_new_generation,
 )
 from longvid.pipelines.stages import check_stage_list, stage_class
-from longvid.pipelines.stages.base import Resources
 from longvid.pipelines.unit_task import ModelStageRunner, run_unit, run_unit_cpu, write_payload
+from longvid.shards import ledger
+from longvid.stages.base import Resources
 
 log = logging.getLogger(__name__)
 

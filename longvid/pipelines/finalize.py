@@ -13,10 +13,9 @@ from typing import Any
 import pyarrow as pa
 
 from longvid import storage
-from longvid.pipelines import ledger
 from longvid.pipelines.plan import Unit
 from longvid.schema import REJECTS_SCHEMA
-from longvid.shards import SAMPLES_SCHEMA, ShardInfo, read_table, write_index
+from longvid.shards import SAMPLES_SCHEMA, ShardInfo, ledger, read_table, write_index
 from longvid.shards.manifest import to_table
 
 SUMMARY_NAME = "summary.json"

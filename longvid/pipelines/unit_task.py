@@ -23,16 +23,15 @@ import pyarrow.parquet as pq
 
 from longvid import storage
 from longvid.errors import LongvidError
-from longvid.pipelines import ledger
 from longvid.pipelines.config import BuildConfig
 from longvid.pipelines.lineage import tool_versions
 from longvid.pipelines.plan import read_rows
 from longvid.pipelines.stages import run_stages, stage_class
-from longvid.pipelines.stages.base import Stage, reason_of
-from longvid.pipelines.work import StageContext, VideoWork
 from longvid.schema import REJECTS_SCHEMA
-from longvid.shards import SAMPLES_SCHEMA, ShardSequenceWriter
+from longvid.shards import SAMPLES_SCHEMA, ShardSequenceWriter, ledger
 from longvid.shards.manifest import check_samples, to_table
+from longvid.stages.base import Stage, reason_of
+from longvid.stages.work import StageContext, VideoWork
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from longvid import storage
 from longvid.errors import FormatError, NotFoundError
 from longvid.schema import MEMBER
 from longvid.shards.tarwriter import MemberLocation
-from longvid.storage_backends.local import local_path
+from longvid.storage.local import local_path
 
 BUCKETS = ("short", "long")
 SAMPLES_NAME = "samples.parquet"  # a file, or (as a build writes it) a folder of parts

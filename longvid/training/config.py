@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from longvid.config import S3Config, Section
-from longvid.training.data_config import CLIP_LEN, MixtureComponent
+from longvid.training.data.config import CLIP_LEN, MixtureComponent
 from longvid.training.model.config import ModelConfig
 
 PARTS = ("encoder", "projector", "llm")  # the model's parameter groups (HiCoModel.parameter_groups)

@@ -20,9 +20,9 @@ from torch import nn
 
 from longvid.errors import ConfigError
 from longvid.training.config import PARTS, StageConfig, TrainConfig
-from longvid.training.data_catalog import Catalog
-from longvid.training.data_config import StageData
-from longvid.training.data_plan import component_pools
+from longvid.training.data.catalog import Catalog
+from longvid.training.data.config import StageData
+from longvid.training.data.plan import component_pools
 from longvid.training.model.config import ModelConfig
 
 MIN_TEXT_TOKENS = 32  # room a stage's max_seq_len must leave for text after the visual tokens

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from longvid.training.data import make_loader
-from longvid.training.data_config import StageData
+from longvid.training.data.config import StageData
 from longvid.training.tokenizer import IGNORE_INDEX
 
 

@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     # heavy imports here, so that `longvid --help` does not load torch
     import torch
 
-    from longvid.training.data_sampling import frame_count, midpoint_times
+    from longvid.training.data.sampling import frame_count, midpoint_times
     from longvid.training.model.hico import HiCoModel
     from longvid.training.tokenizer import build_prompt
 

@@ -37,7 +37,7 @@ from longvid.training import checkpoint as ckpt
 from longvid.training.config import TrainConfig, resolve_path
 from longvid.training.curriculum import StagePlan, apply_stage, make_optimizer, plan_stages
 from longvid.training.data import make_loader, normalize_frames
-from longvid.training.data_catalog import Catalog, load_catalog
+from longvid.training.data.catalog import Catalog, load_catalog
 from longvid.training.distributed import DistEnv, configure_runtime, init_distributed, shutdown
 from longvid.training.metrics import MetricsLog, format_summary, read_metrics, stage_summary
 from longvid.training.model.config import ModelConfig

@@ -11,11 +11,11 @@ from __future__ import annotations
 import importlib
 
 from longvid.errors import ConfigError
-from longvid.pipelines.stages.base import Stage, run_stages
 from longvid.pipelines.stages.cut import Cut
 from longvid.pipelines.stages.probe import Probe
 from longvid.pipelines.stages.scan import Scan
 from longvid.pipelines.stages.segment import Segment
+from longvid.stages.base import Stage, run_stages
 
 STAGES: dict[str, type[Stage]] = {
     "probe": Probe,
@@ -30,7 +30,7 @@ REQUIRED_ORDER = ("probe", "scan", "segment", "cut")
 def stage_class(name: str) -> type[Stage]:
     if name in STAGES:
         return STAGES[name]
-    # the annotation stages, looked up lazily: longvid.annotate.stages imports this package
+    # the annotation stages, looked up lazily: they pull in the model libraries
     from longvid.annotate.stages import STAGES as ANNOTATE_STAGES
 
     if name in ANNOTATE_STAGES:

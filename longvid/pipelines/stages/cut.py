@@ -14,10 +14,10 @@ from longvid.errors import LongvidError
 from longvid.media.cut import CutResult, cut_copy, transcode
 from longvid.pipelines.captions import main_caption
 from longvid.pipelines.config import CutProfile
-from longvid.pipelines.segment import SampleSpec, retime_texts
-from longvid.pipelines.stages.base import Stage, reason_of
-from longvid.pipelines.work import SampleOutput, VideoWork
 from longvid.schema import sample_key
+from longvid.segment.policy import retime_texts
+from longvid.stages.base import Stage, reason_of
+from longvid.stages.work import SampleOutput, SampleSpec, VideoWork
 
 SAMPLE_FORMAT = "longvid-sample-v1"
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from longvid.errors import MediaError
 from longvid.media.probe import probe
-from longvid.pipelines.stages.base import Stage
-from longvid.pipelines.work import VideoWork
+from longvid.stages.base import Stage
+from longvid.stages.work import VideoWork
 
 CHECKSUM_SPAN = 1 << 20  # lineage hashes the first and last MiB (+ size): cheap for big files
 

@@ -10,12 +10,12 @@ from typing import Any
 import av.error
 import numpy as np
 
-from longvid.annotate.shots import detection_size, make_detector
 from longvid.errors import MediaError
 from longvid.media.container import Clock, ffmpeg_reason, open_video
 from longvid.media.decode import RGBConverter, output_size
-from longvid.pipelines.stages.base import Resources, Stage
-from longvid.pipelines.work import VideoWork
+from longvid.segment.shots import detection_size, make_detector
+from longvid.stages.base import Resources, Stage
+from longvid.stages.work import VideoWork
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from bisect import bisect_left
 
-from longvid.pipelines.segment import EPS, SampleSpec, retime_texts, segment_record
-from longvid.pipelines.stages.base import Stage
-from longvid.pipelines.work import VideoWork
+from longvid.segment.policy import EPS, retime_texts, segment_record
+from longvid.stages.base import Stage
+from longvid.stages.work import SampleSpec, VideoWork
 
 
 def snap_to_keyframe(

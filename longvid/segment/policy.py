@@ -9,26 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from longvid.pipelines.config import SegmentPolicy
+from longvid.segment.config import SegmentPolicy
+from longvid.stages.work import SampleSpec
 
 EPS = 1e-6
-
-
-@dataclass
-class SampleSpec:
-    start: float
-    end: float
-    bucket: str  # "short" | "long"
-    origin: str  # "span" | "joined_spans" | "shot" | "stride" | "whole" | "chunk"
-    span_ids: list[str] = field(default_factory=list)
-    texts: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
 
 
 @dataclass

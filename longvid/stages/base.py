@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from longvid.errors import LongvidError, MediaError, NotFoundError
-from longvid.pipelines.work import StageContext, VideoWork
+from longvid.stages.work import StageContext, VideoWork
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import urllib.request
 from typing import Any
 
 from longvid.errors import AccessDeniedError, NotFoundError, StorageError
-from longvid.storage_backends.streams import RangeError, StreamReader, discard, read_up_to
+from longvid.storage.streams import RangeError, StreamReader, discard, read_up_to
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _timeout_s: float = 60.0

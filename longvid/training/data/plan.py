@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from longvid.errors import ConfigError
-from longvid.training.data_catalog import Catalog
-from longvid.training.data_config import StageData
+from longvid.training.data.catalog import Catalog
+from longvid.training.data.config import StageData
 
 
 def stable_seed(*parts: object) -> int:

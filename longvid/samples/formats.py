@@ -2,7 +2,7 @@
 
 Each builder is a pure function of a ``random.Random`` and sizes: it plans the videos (their
 shots) and returns the text of every metadata file plus the planned videos. Nothing here touches
-the disk or runs ffmpeg; :mod:`longvid.sample_corpus` does. Every text describes what is on screen
+the disk or runs ffmpeg; :mod:`longvid.samples.corpus` does. Every text describes what is on screen
 at its time (the shot it falls in), so models can learn from it and tests can check it.
 The deliberate oddities of the real releases that the files reproduce are listed in
 :data:`QUIRKS`.
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
-from longvid.media.synth import Shot, plan_shots
+from longvid.samples.synth import Shot, plan_shots
 
 # The odd things real releases contain, reproduced on purpose (also written to the README).
 QUIRKS: dict[str, list[str]] = {

@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from longvid.errors import FormatError
-from longvid.training.data_config import StageData
-from longvid.training.data_sample import LoadedSample, SampleError, default_conversation
+from longvid.training.data.config import StageData
+from longvid.training.data.sample import LoadedSample, SampleError, default_conversation
 from longvid.training.tokenizer import encode_conversation, timestamp_prompt
 
 

@@ -11,7 +11,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from longvid.config import S3Config
 from longvid.errors import AccessDeniedError, NotFoundError, StorageError
-from longvid.storage_backends.streams import RangeError, StreamReader
+from longvid.storage.streams import RangeError, StreamReader
 
 T = TypeVar("T")
 

@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from longvid.errors import ConfigError
-from longvid.media.synth import COLOURS, PATTERNS, VideoSpec, render_video
-from longvid.sample_formats import (
+from longvid.samples.formats import (
     QUIRKS,
     Frame,
     PlannedVideo,
@@ -43,6 +42,7 @@ from longvid.sample_formats import (
     build_miradata,
     build_webvid,
 )
+from longvid.samples.synth import COLOURS, PATTERNS, VideoSpec, render_video
 
 MARKER = ".longvid-sample-corpus"  # says "this folder was written by sample-corpus"
 SOURCES = ("ego4d", "howto100m", "hdvila", "miradata", "webvid", "generic")

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from longvid.pipelines.config import DetectConfig
+from longvid.segment.config import DetectConfig
 
 
 class ShotDetector(Protocol):

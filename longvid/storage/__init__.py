@@ -32,10 +32,10 @@ from typing import Any, BinaryIO
 
 from longvid.config import S3Config
 from longvid.errors import NotFoundError, StorageError
-from longvid.storage_backends import http as _http
-from longvid.storage_backends import local as _local
-from longvid.storage_backends import s3 as _s3
-from longvid.storage_backends.streams import COPY_CHUNK
+from longvid.storage import http as _http
+from longvid.storage import local as _local
+from longvid.storage import s3 as _s3
+from longvid.storage.streams import COPY_CHUNK
 
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 

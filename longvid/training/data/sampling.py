@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from longvid.training.data_config import CLIP_LEN
+from longvid.training.data.config import CLIP_LEN
 
 
 def frame_count(duration: float, t_min: int, t_max: int, clip_len: int = CLIP_LEN) -> int:

@@ -18,9 +18,9 @@ import torch
 from longvid import storage
 from longvid.errors import MediaError
 from longvid.shards.reader import read_sample
-from longvid.training.data_config import StageData
-from longvid.training.data_decode import FrameDecoder
-from longvid.training.data_sampling import frame_count, midpoint_times
+from longvid.training.data.config import StageData
+from longvid.training.data.decode import FrameDecoder
+from longvid.training.data.sampling import frame_count, midpoint_times
 
 VIDEO_EXT = "mp4"
 META_EXT = "json"

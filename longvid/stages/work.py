@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from longvid.pipelines.config import BuildConfig
-from longvid.pipelines.segment import SampleSpec
 from longvid.schema import Reject
 
 
@@ -22,10 +20,27 @@ from longvid.schema import Reject
 class StageContext:
     """Per-task things every stage may need."""
 
-    cfg: BuildConfig
+    cfg: Any  # the build config (longvid.pipelines.config.BuildConfig), which sits above stages
     content_hash: str
     work_dir: Path  # scratch folder of this unit task (removed after the unit)
     tools: dict[str, str]  # tool versions for lineage
+
+
+@dataclass
+class SampleSpec:
+    """One sample to cut: an exact span ``[start, end)`` of the source video in seconds, made by
+    segmentation (:mod:`longvid.segment.policy`), with the texts inside it re-timed to its start."""
+
+    start: float
+    end: float
+    bucket: str  # "short" | "long"
+    origin: str  # "span" | "joined_spans" | "shot" | "stride" | "whole" | "chunk"
+    span_ids: list[str] = field(default_factory=list)
+    texts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
 
 
 @dataclass

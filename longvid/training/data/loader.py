@@ -9,7 +9,7 @@ small resume cursor.
 
 How the rules hold (see ``shared/docs/DESIGN.md``, "Streaming loader rules"):
 
-* The epoch's sample sequence is :func:`~longvid.training.data_plan.plan_epoch` — a pure
+* The epoch's sample sequence is :func:`~longvid.training.data.plan.plan_epoch` — a pure
   function of (catalog fingerprint, stage config, seed, epoch). Rank ``r``'s batch ``i`` is a
   fixed slice of global batch ``i``; every rank has ``steps`` batches.
 * A DataLoader with ``W`` workers asks worker ``i % W`` for its ``i``-th batch, so worker ``w``
@@ -19,7 +19,7 @@ How the rules hold (see ``shared/docs/DESIGN.md``, "Streaming loader rules"):
   ``load_state_dict`` makes the next iteration start at the following batch, with any worker
   count, and refuses a cursor from another manifest or stage config.
 * A sample that fails to decode is replaced by a deterministic substitute from the same
-  mixture component (:func:`~longvid.training.data_plan.substitute_candidates`) and counted in
+  mixture component (:func:`~longvid.training.data.plan.substitute_candidates`) and counted in
   ``batch["substituted"]`` and the cursor; storage failures stop the run.
 """
 
@@ -40,18 +40,18 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from longvid import storage
 from longvid.config import config_diff
 from longvid.errors import LongvidError
-from longvid.training.data_catalog import Catalog, load_catalog
-from longvid.training.data_config import StageData
-from longvid.training.data_decode import FrameDecoder, make_decoder
-from longvid.training.data_plan import (
+from longvid.training.data.catalog import Catalog, load_catalog
+from longvid.training.data.config import StageData
+from longvid.training.data.decode import FrameDecoder, make_decoder
+from longvid.training.data.plan import (
     EpochPlan,
     component_pools,
     plan_epoch,
     stable_seed,
     substitute_candidates,
 )
-from longvid.training.data_sample import LoadedSample, SampleError, load_frames
-from longvid.training.data_text import tokenize_sample
+from longvid.training.data.sample import LoadedSample, SampleError, load_frames
+from longvid.training.data.text import tokenize_sample
 
 log = logging.getLogger(__name__)
 
