@@ -11,6 +11,7 @@
    over 1M sample rows in 1,000 per-unit parts: peak RSS and wall.
 
     .venv/bin/python bench/bench_scale.py [--big 1000000] [--small 100000] [--units 100000]
+        [--s3-units 20000] [--finalize-units 1000] [--rows-per-unit 1000]
 
 Goals (issue 12): 1M-row plan ≤ 1.5 GB and ≤ 1.3x the 100k RSS, in ≤ 60 s on 2 cores; HowTo100M
 100k ≤ 1.5 GB; resume ≤ 2 requests per 1,000 units and ≤ 30 s; finalize over 1M rows ≤ 1 GB.
@@ -220,7 +221,10 @@ def main() -> None:
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     ap.add_argument("--small", type=int, default=100_000, help="rows of the small manifests")
     ap.add_argument("--big", type=int, default=1_000_000, help="rows of the big manifest")
-    ap.add_argument("--units", type=int, default=100_000, help="committed units to scan")
+    ap.add_argument("--units", type=int, default=100_000, help="committed units to scan locally")
+    ap.add_argument("--s3-units", type=int, default=20_000,
+                    help="committed units to scan on the loopback S3 server (rclone's LIST of one "
+                    "big folder slows down faster than linearly with its size)")
     ap.add_argument("--finalize-units", type=int, default=1000)
     ap.add_argument("--rows-per-unit", type=int, default=1000)
     args = ap.parse_args()
@@ -264,27 +268,30 @@ def run(args: argparse.Namespace, work: Path) -> None:
     print(f"- vs the old planner at {args.small:,} rows: RSS {small['rss_mb'] / peer['rss_mb']:.2f}x, "
           f"wall {small['wall'] / peer['wall']:.2f}x")
 
-    print(f"\n### Resume scan over {args.units:,} committed units\n")
+    print(f"\n### Resume scan over committed units ({args.units:,} local, {args.s3_units:,} "
+          "on S3)\n")
     s3root = work / "s3"
     (s3root / BUCKET).mkdir(parents=True)
-    build = s3root / BUCKET / "build"
-    write_markers(build, args.units)
+    local_build = work / "local-build"
+    write_markers(local_build, args.units)
+    write_markers(s3root / BUCKET / "build", args.s3_units)
     proc, endpoint = start_rclone_s3(s3root, work / "rclone.log")
     env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
            "AWS_REGION": "us-east-1"}
     try:
         print("| where | what | units | requests | per 1,000 units | wall |\n|---|---|---|---|---|---|")
-        for where, root in (("local", str(build)), ("S3 loopback", f"s3://{BUCKET}/build")):
+        for where, root, n in (("local", str(local_build), args.units),
+                               ("S3 loopback", f"s3://{BUCKET}/build", args.s3_units)):
             r = run_child("resume", root, endpoint, env=env)
-            assert r["units"] == args.units, r
-            per = 1000 * r["requests"] / args.units
+            assert r["units"] == n, r
+            per = 1000 * r["requests"] / n
             print(f"| {where} | LIST markers | {r['units']:,} | {r['requests']:,} | {per:.2f} | "
                   f"{r['wall']:.2f} s |")
             o = run_child("old_resume", root, endpoint, env=env)
             oper = 1000 * o["requests"] / o["units"]
-            est = o["wall"] * args.units / o["units"]
+            est = o["wall"] * n / o["units"]
             print(f"| {where} | peer: GET each marker | {o['units']:,} | {o['requests']:,} | "
-                  f"{oper:.0f} | {o['wall']:.2f} s ({est:.0f} s for {args.units:,}) |")
+                  f"{oper:.0f} | {o['wall']:.2f} s ({est:.0f} s for {n:,}) |")
             if where != "local":
                 print(f"\n- S3: {per:.2f} requests per 1,000 units vs goal 2 (ratio {per / 2:.2f});"
                       f" {r['wall']:.1f} s vs goal 30 s (ratio {r['wall'] / 30:.2f}); the "

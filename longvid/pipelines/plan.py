@@ -215,12 +215,15 @@ def pack_offsets(seconds: np.ndarray, cfg: UnitsConfig) -> np.ndarray:
     starts = [0]
     total, count = 0.0, 0
     limit = cfg.max_unit_seconds
-    for i, s in enumerate(seconds.tolist()):
-        if count and (count >= cfg.videos_per_unit or (limit is not None and total + s > limit)):
-            starts.append(i)
-            total, count = 0.0, 0
-        total += s
-        count += 1
+    chunk = 65536  # Python floats for one chunk at a time, not one per record at once
+    for lo in range(0, len(seconds), chunk):
+        for i, s in enumerate(seconds[lo : lo + chunk].tolist(), lo):
+            if count and (count >= cfg.videos_per_unit
+                          or (limit is not None and total + s > limit)):
+                starts.append(i)
+                total, count = 0.0, 0
+            total += s
+            count += 1
     if len(seconds):
         starts.append(len(seconds))
     return np.asarray(starts if len(seconds) else [0], np.int64)
@@ -249,9 +252,13 @@ class Plan:
     new_generation: pa.Table | None = field(default=None, repr=False)  # to write before running
     new_rows: np.ndarray | None = field(default=None, repr=False)  # manifest rows of new records
 
+    all_new: bool = False  # every manifest row is new (then new_rows is not materialised)
+
     @property
     def new_records(self) -> int:
-        return 0 if self.new_rows is None else int(self.new_rows.size)
+        if self.new_rows is None:
+            return 0
+        return self.manifest.num_rows if self.all_new else int(self.new_rows.size)
 
     @property
     def records(self) -> int:
@@ -264,11 +271,12 @@ def _packing_seconds(seconds: np.ndarray, cfg: UnitsConfig) -> np.ndarray:
     return s
 
 
-def _check_unique(scan: ManifestScan, order: np.ndarray) -> None:
-    sorted_h = scan.record_hash[order]
-    dup = np.flatnonzero(sorted_h[1:] == sorted_h[:-1])
+def _check_unique(scan: ManifestScan) -> None:
+    sorted_h = np.sort(scan.record_hash)
+    dup = sorted_h[1:][sorted_h[1:] == sorted_h[:-1]][:1]
+    del sorted_h
     if dup.size:
-        rows = order[[dup[0], dup[0] + 1]]
+        rows = np.flatnonzero(scan.record_hash == dup[0])[:2]
         ids = _ids_of_rows(scan.uri, rows)
         raise FormatError(
             f"{scan.uri}: rows {rows[0]} and {rows[1]} have the same record id "
@@ -279,9 +287,10 @@ def _check_unique(scan: ManifestScan, order: np.ndarray) -> None:
 def make_plan(root: str | None, scan: ManifestScan, cfg: UnitsConfig) -> Plan:
     """Units of every earlier generation (from ``root``'s plan files), then the new records'."""
     gens = read_generations(root) if root is not None else []
-    order = np.argsort(scan.record_hash, kind="stable")
-    _check_unique(scan, order)
-    sorted_h = scan.record_hash[order]
+    _check_unique(scan)
+    # only an append build needs the hashes sorted (to find the earlier generations' records)
+    order = np.argsort(scan.record_hash, kind="stable") if gens else None
+    sorted_h = scan.record_hash[order] if gens else None
     planned = np.zeros(scan.num_rows, bool)
     units: list[Unit] = []
     for g, table in enumerate(gens):
@@ -310,28 +319,40 @@ def make_plan(root: str | None, scan: ManifestScan, cfg: UnitsConfig) -> Plan:
             )
         planned[rows] = True
         units += _units_of(g, hashes, table.column("seconds").to_numpy(), rows, cfg)
-    new_rows = np.flatnonzero(~planned)
+    del order, sorted_h
+    every = not planned.any()  # a first build: no copies of the scan's arrays
+    new_rows = None if every else np.flatnonzero(~planned)
     new_table = None
-    if new_rows.size:
+    if scan.num_rows and (every or new_rows.size):  # type: ignore[union-attr]
         g = len(gens)
-        secs = _packing_seconds(scan.seconds[new_rows], cfg)
-        units += _units_of(g, scan.record_hash[new_rows], secs, new_rows, cfg)
+
+        def pick(a: np.ndarray) -> np.ndarray:
+            return a if every else a[new_rows]
+
+        secs = _packing_seconds(pick(scan.seconds), cfg)
+        units += _units_of(g, pick(scan.record_hash), secs, new_rows, cfg)
         new_table = pa.table(
             {
-                "record_hash": pa.array(scan.record_hash[new_rows], pa.uint64()),
-                "row_digest": pa.array(scan.row_digest[new_rows], pa.uint64()),
+                "record_hash": pa.array(pick(scan.record_hash), pa.uint64()),
+                "row_digest": pa.array(pick(scan.row_digest), pa.uint64()),
                 "seconds": pa.array(secs, pa.float32()),
             }
         )
+    if every and scan.num_rows:
+        new_rows = np.arange(0)  # marks "all rows" below without an array of them
     return Plan(scan, units, len(gens) + (new_table is not None), new_table,
-                new_rows if new_rows.size else None)
+                new_rows if new_table is not None else None, all_new=every)
 
 
-def _units_of(gen: int, hashes: np.ndarray, seconds: np.ndarray, rows: np.ndarray,
+def _units_of(gen: int, hashes: np.ndarray, seconds: np.ndarray, rows: np.ndarray | None,
               cfg: UnitsConfig) -> list[Unit]:
+    """Units packed from one generation's records; ``rows`` are their manifest rows (None: the
+    records are the manifest's rows in order)."""
     offsets = pack_offsets(seconds, cfg)
     return [
-        Unit(unit_id_of(hashes[a:b]), gen, _runs(rows[a:b]), int(b - a), float(seconds[a:b].sum()))
+        Unit(unit_id_of(hashes[a:b]), gen,
+             [(int(a), int(b))] if rows is None else _runs(rows[a:b]),
+             int(b - a), float(seconds[a:b].sum()))
         for a, b in zip(offsets[:-1], offsets[1:], strict=True)
     ]
 
@@ -347,8 +368,11 @@ def write_new_generation(root: str, plan: Plan) -> None:
     at = 0
     for batch in pf.iter_batches(batch_size=65536, columns=["record_id"]):
         lo, hi = at, at + batch.num_rows
-        sel = new_rows[(new_rows >= lo) & (new_rows < hi)] - lo
-        ids.append(batch.column(0).take(pa.array(sel)))
+        if plan.all_new:
+            ids.append(batch.column(0))
+        else:
+            sel = new_rows[(new_rows >= lo) & (new_rows < hi)] - lo
+            ids.append(batch.column(0).take(pa.array(sel)))
         at = hi
     table = plan.new_generation.append_column(
         "record_id", pa.chunked_array(ids, pa.string()) if ids else pa.array([], pa.string())
