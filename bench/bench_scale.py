@@ -198,7 +198,7 @@ def write_finalize_input(root: Path, units: int, rows_per_unit: int) -> None:
             "fps": np.full(n, 25.0), "width": np.full(n, 640, np.int32),
             "height": np.full(n, 360, np.int32), "num_frames": np.full(n, 250),
             "caption": [f"a clip {i}" for i in range(n)], "members": members,
-            "extra": ["{}"] * n,
+            "extra": ["{}"] * n, "embedding": pa.nulls(n, pa.list_(pa.float16())),
         }).cast(SAMPLES_SCHEMA)
         pq.write_table(table, root / "samples.parquet" / f"{uid}.parquet", compression="zstd")
         (root / "shards" / f"{uid}-00000.tar").write_bytes(b"\0" * 10)
@@ -225,6 +225,8 @@ def main() -> None:
     ap.add_argument("--s3-units", type=int, default=20_000,
                     help="committed units to scan on the loopback S3 server (rclone's LIST of one "
                     "big folder slows down faster than linearly with its size)")
+    ap.add_argument("--sections", default="plan,resume,finalize",
+                    help="which parts to run (comma-separated)")
     ap.add_argument("--finalize-units", type=int, default=1000)
     ap.add_argument("--rows-per-unit", type=int, default=1000)
     args = ap.parse_args()
@@ -239,10 +241,19 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, work: Path) -> None:
-    from tests.fixtures.manifests import write_synthetic_manifest
-    from tests.fixtures.s3 import ACCESS_KEY, BUCKET, SECRET_KEY, start_rclone_s3
-
     print("machine: 2-core shared CPU box; each row is one process (peak RSS is its own)\n")
+    sections = set(args.sections.split(","))
+    if "plan" in sections:
+        bench_plan(args, work)
+    if "resume" in sections:
+        bench_resume(args, work)
+    if "finalize" in sections:
+        bench_finalize(args, work)
+
+
+def bench_plan(args: argparse.Namespace, work: Path) -> None:
+    from tests.fixtures.manifests import write_synthetic_manifest
+
     print("### Planning (`longvid build --dry-run`)\n")
     print("| manifest | rows | units | peak RSS | wall |\n|---|---|---|---|---|")
     res = {}
@@ -267,6 +278,11 @@ def run(args: argparse.Namespace, work: Path) -> None:
           f"(ratio {howto['rss_mb'] / 1536:.2f})")
     print(f"- vs the old planner at {args.small:,} rows: RSS {small['rss_mb'] / peer['rss_mb']:.2f}x, "
           f"wall {small['wall'] / peer['wall']:.2f}x")
+
+
+
+def bench_resume(args: argparse.Namespace, work: Path) -> None:
+    from tests.fixtures.s3 import ACCESS_KEY, BUCKET, SECRET_KEY, start_rclone_s3
 
     print(f"\n### Resume scan over committed units ({args.units:,} local, {args.s3_units:,} "
           "on S3)\n")
@@ -300,6 +316,9 @@ def run(args: argparse.Namespace, work: Path) -> None:
         proc.terminate()
         proc.wait()
 
+
+
+def bench_finalize(args: argparse.Namespace, work: Path) -> None:
     rows = args.finalize_units * args.rows_per_unit
     print(f"\n### End of build over {rows:,} sample rows in {args.finalize_units:,} parts\n")
     froot = work / "final"
