@@ -234,6 +234,12 @@ def test_s3_output_root(local_ray, s3_server, reference_build, build_inputs):
     rows = read_table(storage.join(root, "samples.parquet")).to_pylist()
     ref_rows = read_table(str(reference_build / "samples.parquet")).to_pylist()
     assert rows == ref_rows
+    # the commit log on S3: one marker and one samples part per unit that has samples
+    markers = ledger.read_markers(root, ledger.committed_ids(root))
+    assert len(markers) == res.summary["units"]["total"]
+    parts = storage.list_files(storage.join(root, ledger.SAMPLES_PARTS), ".parquet")
+    assert sorted(parts) == sorted(storage.join(root, m.parts[ledger.SAMPLES_PARTS])
+                                   for m in markers.values() if m.counts["samples"])
     again = run_build(config(build_inputs.manifest_dir, root))
     assert again.summary["run"]["skipped"] == again.summary["units"]["total"]
 

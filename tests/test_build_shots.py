@@ -199,3 +199,15 @@ def test_input_is_an_ingest_folder_or_the_manifest_file(tmp_path):
     assert fingerprint() != first
     with pytest.raises(ConfigError, match="no manifest"):
         load_input(BuildConfig(manifest=str(tmp_path / "nowhere")))
+
+
+def test_progress_eta_comes_from_the_units_this_run_committed():
+    from longvid.pipelines.build import Progress
+
+    p = Progress(total=10, enabled=False, already=4)
+    assert p.eta_seconds() is None
+    p.started -= 30.0  # 30 s into the run
+    for _ in range(3):
+        p({"samples": 5, "rejects": 1, "source_seconds": 60.0})
+    assert p.done == 3 and p.samples == 15 and p.source_seconds == 180.0
+    assert abs(p.eta_seconds() - 30.0) < 1.0  # 3 units left at 10 s a unit
