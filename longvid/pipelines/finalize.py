@@ -5,14 +5,17 @@ over). The sample rows stay in the per-unit parts the workers wrote."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from longvid import storage
+from longvid.errors import NotFoundError
 from longvid.pipelines.plan import Unit
 from longvid.schema import REJECTS_SCHEMA
 from longvid.shards import SAMPLES_SCHEMA, ShardInfo, ledger, read_table, write_index
@@ -27,10 +30,6 @@ def _add(into: dict[str, Any], extra: dict[str, Any]) -> None:
 
 
 def _write_parquet(uri: str, table: pa.Table) -> None:
-    import io
-
-    import pyarrow.parquet as pq
-
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     storage.write_bytes(uri, buf.getvalue())
@@ -114,7 +113,7 @@ def apply_corpus_filter(
     uri = storage.join(root, ledger.REJECTS_PARTS, ledger.CORPUS_REJECTS_PART)
     try:
         earlier = read_table(uri).to_pylist()
-    except Exception:  # noqa: BLE001 - none yet
+    except NotFoundError:  # no corpus-filter reject yet
         earlier = []
     rows, part_of = [], []
     for m in committed:
