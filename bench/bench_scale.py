@@ -141,7 +141,31 @@ def child_finalize(root: str, units: str) -> dict:
     return {"wall": time.perf_counter() - t, "rss_mb": _rss_mb(), "samples": summary["samples"]}
 
 
-CHILDREN = {"dry_run": child_dry_run, "old_plan": child_old_plan, "resume": child_resume,
+def _rss_now_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def child_catalog(root: str) -> dict:
+    """The loader's catalog of a built corpus: resident bytes it adds per sample."""
+    import gc
+
+    from longvid.training.data.catalog import load_catalog
+
+    gc.collect()
+    before = _rss_now_mb()
+    t = time.perf_counter()
+    cat = load_catalog([root])
+    wall = time.perf_counter() - t
+    gc.collect()
+    return {"samples": len(cat), "wall": wall, "added_mb": _rss_now_mb() - before,
+            "peak_mb": _rss_mb()}
+
+
+CHILDREN = {"catalog": child_catalog, "dry_run": child_dry_run, "old_plan": child_old_plan, "resume": child_resume,
             "old_resume": child_old_resume, "finalize": child_finalize}
 
 
@@ -329,6 +353,12 @@ def bench_finalize(args: argparse.Namespace, work: Path) -> None:
     print("| what | peak RSS | wall |\n|---|---|---|")
     print(f"| read markers + sweep + finalize | {r['rss_mb']:,.0f} MB | {r['wall']:.1f} s |")
     print(f"\n- RSS {r['rss_mb']:,.0f} MB vs goal 1,024 MB (ratio {r['rss_mb'] / 1024:.2f})")
+    c = run_child("catalog", str(froot))
+    per = c["added_mb"] * 2**20 / c["samples"]
+    print(f"\n### Loader catalog over the same corpus\n\n| samples | resident bytes added | per "
+          f"sample | load wall | goal per sample | ratio |\n|---|---|---|---|---|---|\n"
+          f"| {c['samples']:,} | {c['added_mb']:,.0f} MB | {per:.0f} B | {c['wall']:.1f} s | "
+          f"64 B | {per / 64:.1f} |")
 
 
 if __name__ == "__main__":
