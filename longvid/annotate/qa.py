@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from longvid.annotate.config import QAConfig
-from longvid.annotate.timeline import EPS, Event, Scene, Timeline, normalise
+from longvid.annotate.timeline import EPS, Scene, Timeline, normalise
 
 VIDEO_PLACEHOLDER = "<image>"  # what LLaVA-style trainers (VideoChat-Flash's too) expect first
 
@@ -270,10 +270,6 @@ def conversations(items: Sequence[QAItem]) -> list[dict[str, str]]:
     return turns
 
 
-def single_conversation(item: QAItem) -> list[dict[str, str]]:
-    return conversations([item])
-
-
 # ---- checking -------------------------------------------------------------------------------
 
 
@@ -330,17 +326,3 @@ def verify(item: QAItem | dict[str, Any], tl: Timeline) -> str | None:
     if it.task == "short_caption":
         return None
     return f"unknown task {it.task!r}"
-
-
-def events_for_answer(tl: Timeline, item: QAItem) -> list[Event]:
-    """The timeline events an item is about (for display and audits)."""
-    c = item.check
-    if "events" in c:
-        return [tl.events[i] for i in c["events"]]
-    if "event" in c:
-        return [tl.events[c["event"]]]
-    if "order" in c:
-        return [tl.events[i] for i in c["order"]]
-    if "label" in c:
-        return [e for e in tl.events if e.label == c["label"]]
-    return []

@@ -15,7 +15,6 @@ from pydantic import Field, model_validator
 
 from longvid.annotate.config import AnnotateConfig
 from longvid.config import RayConfig, S3Config, Section
-from longvid.errors import ConfigError
 from longvid.ingest.config import SourceConfig
 from longvid.media.cut import EncodeProfile
 from longvid.segment.config import DetectConfig, SegmentConfig
@@ -207,11 +206,6 @@ def content_hash(cfg: BuildConfig) -> str:
     data = cfg.model_dump(mode="json")
     blob = json.dumps({k: data[k] for k in CONTENT_SECTIONS}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def require(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
 
 
 def as_dict(cfg: BuildConfig) -> dict[str, Any]:

@@ -74,9 +74,6 @@ class ShardIndex:
         url = shard.url if isinstance(shard, ShardInfo) else shard
         return storage.join(self.root_uri, url)
 
-    def by_url(self) -> dict[str, ShardInfo]:
-        return {s.url: s for s in self.shards}
-
 
 def index_document(root_uri: str, shards: Iterable[ShardInfo], name: str) -> dict[str, Any]:
     """The JSON document :func:`write_index` writes (shards in the order given)."""

@@ -32,20 +32,6 @@ from longvid.shards.reader import member_locations
 from longvid.shards.tarformat import ShardError, TarEntry, padded, scan_tar, split_name
 from longvid.shards.tarwriter import ShardInfo
 
-REASONS = (
-    "missing_shard",
-    "size_mismatch",
-    "checksum_mismatch",
-    "truncated",
-    "bad_header",
-    "missing_member",
-    "offset_mismatch",
-    "duplicate_key",
-    "nsamples_mismatch",
-    "unexpected_key",
-    "not_in_index",
-)
-
 
 @dataclass(frozen=True)
 class Problem:

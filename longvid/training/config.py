@@ -8,9 +8,9 @@ length, resolution, frame bounds and data mixture. ``conf/train/videochat_flash.
 published four-stage recipe; ``conf/train/demo.yaml`` a tiny CPU version of it.
 
 Resume rule: a checkpoint records the config of every stage that has started; resuming with any
-of those changed is refused (stages not yet started may change). Keys listed in
-:data:`RUNTIME_KEYS` (where the data lives, workers, checkpoint and logging settings, device)
-may change across a resume.
+of those changed is refused (stages not yet started may change). The sections that do not
+change what is computed (``data``: where the data lives and the workers; ``checkpoint``,
+``distributed``, ``metrics``, ``s3``) may change across a resume.
 """
 
 from __future__ import annotations
@@ -26,10 +26,6 @@ from longvid.training.model.config import ModelConfig
 
 PARTS = ("encoder", "projector", "llm")  # the model's parameter groups (HiCoModel.parameter_groups)
 Part = Literal["encoder", "projector", "llm"]
-
-# Top-level sections that do not change what is computed: they may differ on resume.
-RUNTIME_KEYS = frozenset({"data", "checkpoint", "distributed", "metrics", "s3"})
-
 
 class StageDataConfig(Section):
     """What one stage reads: its mixture, how many samples, frames per video, the question."""

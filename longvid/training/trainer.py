@@ -36,7 +36,7 @@ from longvid.errors import ConfigError, LongvidError
 from longvid.training import checkpoint as ckpt
 from longvid.training.config import TrainConfig, resolve_path
 from longvid.training.curriculum import StagePlan, apply_stage, make_optimizer, plan_stages
-from longvid.training.data import make_loader, normalize_frames
+from longvid.training.data import StatefulLoader, make_loader, normalize_frames
 from longvid.training.data.catalog import Catalog, load_catalog
 from longvid.training.distributed import DistEnv, configure_runtime, init_distributed, shutdown
 from longvid.training.metrics import MetricsLog, format_summary, read_metrics, stage_summary
@@ -135,7 +135,36 @@ class Trainer:
     ``resume``: None (a fresh run; refused when the checkpoint dir already holds checkpoints),
     ``"auto"`` (the newest complete checkpoint, else fresh) or a checkpoint folder.
     ``stop_after``: stop cleanly after a checkpoint at this global step / fraction / "half".
+
+    The run is state on the trainer, built once by :meth:`_setup`: ``env``, ``catalog``,
+    ``tokenizer``, ``model``, ``plans``, ``state`` (a :class:`TrainState`), ``metrics`` and
+    ``checkpointer``. Entering a stage builds its parts (:meth:`_enter_stage`): ``plan``,
+    ``train_model`` (DDP-wrapped when distributed), ``optimizer``, ``scheduler``, ``loader`` and
+    ``params``. Steps and saves read them; they take only what varies (the batch stream).
     """
+
+    # the run, built once by _setup
+    env: DistEnv
+    catalog: Catalog
+    tokenizer: Any
+    model: torch.nn.Module  # longvid.training.model.hico.HiCoModel
+    model_cfg: ModelConfig  # the model's config before any stage changed its resolution
+    tok_hash: str
+    plans: list[StagePlan]
+    total_steps: int
+    stop_at: int | None  # global step --stop-after ends at
+    state: TrainState
+    resume_from: ckpt.LoadedCheckpoint | None  # until the stage it belongs to is entered
+    metrics: MetricsLog
+    checkpointer: ckpt.CheckpointWriter
+    last_checkpoint: str | None  # the newest checkpoint written or resumed from
+    # the current stage, built by _enter_stage
+    plan: StagePlan
+    train_model: torch.nn.Module  # the model, DDP-wrapped when distributed
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loader: StatefulLoader
+    params: list[torch.nn.Parameter]  # the trained parameters (gradient clipping)
 
     def __init__(
         self,
@@ -153,6 +182,111 @@ class Trainer:
         self.config_dir = config_dir
         self.ckpt_dir = cfg.checkpoint.dir or str(self.out / CHECKPOINT_DIR)
 
+    # ------------------------------------------------------------------------------ the run
+    def run(self) -> TrainResult:
+        self.env = init_distributed(self.cfg.distributed, self.cfg.runtime)
+        try:
+            self._setup()
+            return self._train()
+        finally:
+            shutdown(self.env)
+
+    def _setup(self) -> None:
+        """Build the run. The order is part of exact resume: the seed is set before the model
+        is built, and the checkpoint's RNG state is restored last."""
+        from longvid.training.model.hico import HiCoModel
+
+        env = self.env
+        configure_runtime(self.cfg.runtime, env)
+        if self.cfg.s3 is not None:
+            storage.configure(self.cfg.s3)
+        if self.cfg.data.pin_memory is None:
+            data = self.cfg.data.model_copy(update={"pin_memory": env.device.type == "cuda"})
+            self.cfg = self.cfg.model_copy(update={"data": data})
+        cfg = self.cfg
+        if env.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        env.barrier()
+        ref = self._find_checkpoint()
+        self.catalog = load_catalog(cfg.data.corpus)
+
+        # model and tokenizer: identical on every rank (same seed; DDP also broadcasts rank 0's)
+        torch.manual_seed(cfg.seed)
+        if cfg.init is not None:
+            self.model = HiCoModel.from_pretrained(resolve_path(cfg.init, self.config_dir))
+            self.tokenizer = self.model.tokenizer
+        else:
+            self.tokenizer = self._tokenizer()
+            self.model = HiCoModel(self._model_config(), self.tokenizer)
+        self.model_cfg = self.model.cfg  # before any stage changes the resolution
+        self.tok_hash = tokenizer_hash(self.tokenizer)
+        self.model.set_gradient_checkpointing(cfg.runtime.llm_checkpointing)
+        if hasattr(self.model.encoder, "set_grad_checkpointing"):
+            self.model.encoder.set_grad_checkpointing(cfg.runtime.encoder_checkpointing)
+        else:
+            self.model.encoder.grad_checkpointing = cfg.runtime.encoder_checkpointing
+        self.plans = plan_stages(cfg, self.model_cfg, self.catalog, env.world_size)
+        self.total_steps = sum(p.steps for p in self.plans)
+        self.stop_at = parse_stop_after(self.stop_after_arg, self.total_steps)
+
+        # the checkpoint resumes the model now, and its stage's optimizer/loader on entering it
+        self.resume_from = ckpt.load_checkpoint(ref, env.rank) if ref is not None else None
+        if self.resume_from is not None:
+            self.state = self._check_resume(self.resume_from.state)
+            self.model.load_state_dict(self.resume_from.model, strict=True)
+        else:
+            self.state = TrainState()
+        self.model.to(env.device).train()
+
+        if env.is_main:
+            self._print_plan()
+        self.metrics = MetricsLog(
+            self.out,
+            env.is_main,
+            resume_step=self.state.global_step if self.resume_from is not None else None,
+            tensorboard=cfg.metrics.tensorboard,
+            log_every=cfg.metrics.log_every,
+            total_steps=self.total_steps,
+        )
+        self.checkpointer = ckpt.CheckpointWriter(
+            self.ckpt_dir, env.rank, env.world_size, cfg.checkpoint.keep_last, env.barrier
+        )
+        self.last_checkpoint = ref.uri if ref is not None else None
+        if self.resume_from is not None:
+            ckpt.set_rng_state(self.resume_from.rank["rng"])  # last thing before the loop
+
+    def _train(self) -> TrainResult:
+        env, state, plans = self.env, self.state, self.plans
+        try:
+            for plan in plans[state.stage_index :]:
+                if self._stop_reached():
+                    break
+                self._run_stage(plan)
+        finally:
+            self.metrics.close()
+
+        finished = state.stage_index == len(plans) - 1 and state.step_in_stage == plans[-1].steps
+        if finished and self.cfg.checkpoint.export_model and env.is_main:
+            self.model.save_pretrained(self.out / MODEL_DIR)
+        env.barrier()
+        summary = stage_summary(read_metrics(self.out / "metrics.jsonl")) if env.is_main else []
+        if env.is_main:
+            if finished:
+                print(f"[train] finished {self.total_steps} steps; loss per stage:")
+            else:
+                print(
+                    f"[train] stopped after step {state.global_step} of {self.total_steps} "
+                    f"(checkpoint {self.last_checkpoint}); continue with --resume auto; "
+                    "loss so far:"
+                )
+            print(format_summary(summary), flush=True)
+        return TrainResult(
+            self.out, state.global_step, self.total_steps, finished, self.last_checkpoint, summary
+        )
+
+    def _stop_reached(self) -> bool:
+        return self.stop_at is not None and self.state.global_step >= self.stop_at
+
     # -------------------------------------------------------------------------- setup parts
     def _model_config(self) -> ModelConfig:
         m = self.cfg.model
@@ -161,16 +295,16 @@ class Trainer:
         path = resolve_path(m, self.config_dir)
         return validate_config(read_yaml(path), ModelConfig, str(path))
 
-    def _tokenizer(self, env: DistEnv, catalog: Catalog):
+    def _tokenizer(self):
         if self.cfg.data.tokenizer is not None:
             return load_tokenizer(resolve_path(self.cfg.data.tokenizer, self.config_dir))
         tok_dir = self.out / TOKENIZER_DIR
-        if env.is_main and not (tok_dir / "tokenizer.json").exists():
+        if self.env.is_main and not (tok_dir / "tokenizer.json").exists():
             # deterministic input: captions in catalog (key) order, then the stage questions
-            texts = [c or "" for c in catalog.table.column("caption").to_pylist()]
+            texts = [c or "" for c in self.catalog.table.column("caption").to_pylist()]
             texts += [s.data.question for s in self.cfg.stages]
             build_tokenizer(texts, tok_dir, vocab_size=self.cfg.data.tokenizer_vocab)
-        env.barrier()
+        self.env.barrier()
         return load_tokenizer(tok_dir)
 
     def _find_checkpoint(self) -> ckpt.CheckpointRef | None:
@@ -186,16 +320,14 @@ class Trainer:
             return ckpt.latest(self.ckpt_dir)
         return ckpt.open_checkpoint(self.resume)
 
-    def _check_resume(
-        self, saved: dict[str, Any], model_cfg: ModelConfig, tok_hash: str, world: int
-    ) -> TrainState:
+    def _check_resume(self, saved: dict[str, Any]) -> TrainState:
         """Refuse a checkpoint whose started stages, model, seed or tokenizer differ."""
         problems = []
         if saved.get("seed") != self.cfg.seed:
             problems.append(f"seed: {saved.get('seed')!r} → {self.cfg.seed!r}")
         problems += [f"model.{d}" for d in config_diff(saved["model_config"],
-                                                        model_cfg.model_dump(mode="json"))]
-        if saved.get("tokenizer") != tok_hash:
+                                                        self.model_cfg.model_dump(mode="json"))]
+        if saved.get("tokenizer") != self.tok_hash:
             problems.append("the tokenizer's vocabulary changed")
         state = TrainState(**saved["train_state"])
         started = saved["stages"][: state.stage_index + 1]
@@ -214,6 +346,7 @@ class Trainer:
                 "resume refused: the config differs from the checkpoint's in a stage that has "
                 "already started (or in the model, seed or tokenizer): " + "; ".join(problems)
             )
+        world = self.env.world_size
         if saved.get("world_size") != world:
             log.warning(
                 "resuming a %s-process checkpoint with %s processes: same data order, but the "
@@ -223,129 +356,15 @@ class Trainer:
             )
         return state
 
-    def _state_json(self, state: TrainState, model_cfg: ModelConfig, tok_hash: str,
-                    plans: list[StagePlan], world: int) -> dict[str, Any]:
-        return {
-            "train_state": asdict(state),
-            "stage": plans[state.stage_index].cfg.name,
-            "seed": self.cfg.seed,
-            "world_size": world,
-            "model_config": model_cfg.model_dump(mode="json"),
-            "tokenizer": tok_hash,
-            "stages": [s.fingerprint_fields() for s in self.cfg.stages[: state.stage_index + 1]],
-            "stage_steps": [p.steps for p in plans],
-        }
-
-    # ------------------------------------------------------------------------------ the run
-    def run(self) -> TrainResult:
-        env = init_distributed(self.cfg.distributed, self.cfg.runtime)
-        try:
-            return self._run(env)
-        finally:
-            shutdown(env)
-
-    def _run(self, env: DistEnv) -> TrainResult:
-        from longvid.training.model.hico import HiCoModel
-
-        cfg = self.cfg
-        configure_runtime(cfg.runtime, env)
-        if cfg.s3 is not None:
-            storage.configure(cfg.s3)
-        if cfg.data.pin_memory is None:
-            cfg = cfg.model_copy(
-                update={"data": cfg.data.model_copy(update={"pin_memory": env.device.type == "cuda"})}
-            )
-            self.cfg = cfg
-        if env.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-        env.barrier()
-        ref = self._find_checkpoint()
-        catalog = load_catalog(cfg.data.corpus)
-
-        # model and tokenizer: identical on every rank (same seed; DDP also broadcasts rank 0's)
-        torch.manual_seed(cfg.seed)
-        if cfg.init is not None:
-            model = HiCoModel.from_pretrained(resolve_path(cfg.init, self.config_dir))
-            tokenizer = model.tokenizer
-        else:
-            tokenizer = self._tokenizer(env, catalog)
-            model = HiCoModel(self._model_config(), tokenizer)
-        model_cfg = model.cfg  # before any stage changes the resolution
-        tok_hash = tokenizer_hash(tokenizer)
-        model.set_gradient_checkpointing(cfg.runtime.llm_checkpointing)
-        if hasattr(model.encoder, "set_grad_checkpointing"):
-            model.encoder.set_grad_checkpointing(cfg.runtime.encoder_checkpointing)
-        else:
-            model.encoder.grad_checkpointing = cfg.runtime.encoder_checkpointing
-        plans = plan_stages(cfg, model_cfg, catalog, env.world_size)
-        total = sum(p.steps for p in plans)
-        stop_at = parse_stop_after(self.stop_after_arg, total)
-
-        loaded = ckpt.load_checkpoint(ref, env.rank) if ref is not None else None
-        if loaded is not None:
-            state = self._check_resume(loaded.state, model_cfg, tok_hash, env.world_size)
-            model.load_state_dict(loaded.model, strict=True)
-        else:
-            state = TrainState()
-        model.to(env.device).train()
-
-        if env.is_main:
-            self._print_plan(plans, env, loaded)
-        metrics = MetricsLog(
-            self.out,
-            env.is_main,
-            resume_step=state.global_step if loaded is not None else None,
-            tensorboard=cfg.metrics.tensorboard,
-            log_every=cfg.metrics.log_every,
-            total_steps=total,
-        )
-        writer = ckpt.CheckpointWriter(
-            self.ckpt_dir, env.rank, env.world_size, cfg.checkpoint.keep_last, env.barrier
-        )
-        last_ckpt = ref.uri if ref is not None else None
-        if loaded is not None:
-            ckpt.set_rng_state(loaded.rank["rng"])  # last thing before the loop
-        try:
-            for plan in plans[state.stage_index :]:
-                if stop_at is not None and state.global_step >= stop_at:
-                    break
-                if state.stage_index != plan.index:  # entering the next stage
-                    state.stage_index, state.step_in_stage = plan.index, 0
-                resume_here = loaded if (
-                    loaded is not None and loaded.state["train_state"]["stage_index"] == plan.index
-                ) else None
-                last_ckpt = self._run_stage(
-                    env, model, tokenizer, catalog, plan, plans, state, resume_here, metrics,
-                    writer, stop_at, model_cfg, tok_hash, total, last_ckpt,
-                )
-                loaded = None if resume_here is not None else loaded
-        finally:
-            metrics.close()
-
-        finished = state.stage_index == len(plans) - 1 and state.step_in_stage == plans[-1].steps
-        if finished and cfg.checkpoint.export_model and env.is_main:
-            model.save_pretrained(self.out / MODEL_DIR)
-        env.barrier()
-        summary = stage_summary(read_metrics(self.out / "metrics.jsonl")) if env.is_main else []
-        if env.is_main:
-            if finished:
-                print(f"[train] finished {total} steps; loss per stage:")
-            else:
-                print(
-                    f"[train] stopped after step {state.global_step} of {total} "
-                    f"(checkpoint {last_ckpt}); continue with --resume auto; loss so far:"
-                )
-            print(format_summary(summary), flush=True)
-        return TrainResult(self.out, state.global_step, total, finished, last_ckpt, summary)
-
-    def _print_plan(self, plans: list[StagePlan], env: DistEnv, loaded) -> None:
+    def _print_plan(self) -> None:
+        env, loaded = self.env, self.resume_from
         start = (
             f"resuming from {loaded.ref.uri} (step {loaded.ref.step})"
             if loaded is not None
             else "starting a new run"
         )
         print(f"[train] {start}; {env.world_size} process(es) on {env.device}", flush=True)
-        for p in plans:
+        for p in self.plans:
             c = p.cfg
             print(
                 f"[train] stage {p.index + 1} {c.name}: train {'+'.join(c.trainable)}, "
@@ -358,32 +377,20 @@ class Trainer:
             )
 
     # ----------------------------------------------------------------------------- a stage
-    def _run_stage(self, env, model, tokenizer, catalog, plan, plans, state, loaded, metrics,
-                   writer, stop_at, model_cfg, tok_hash, total, last_ckpt):
-        cfg = self.cfg
+    def _run_stage(self, plan: StagePlan) -> None:
+        state = self.state
+        if state.stage_index != plan.index:  # entering the next stage
+            state.stage_index, state.step_in_stage = plan.index, 0
+        # the checkpoint belongs to the first stage this run enters (its stage_index)
+        resume, self.resume_from = self.resume_from, None
         if state.step_in_stage >= plan.steps:  # resumed from this stage's final checkpoint
-            return last_ckpt
-        trained = apply_stage(model, plan)
-        if env.distributed:
-            wrapped = DistributedDataParallel(
-                model, device_ids=[env.device.index] if env.device.type == "cuda" else None
-            )
-        else:
-            wrapped = model
-        optimizer, scheduler = make_optimizer(trained, plan)
-        loader = make_loader(plan.data, env.rank, env.world_size, tokenizer, catalog=catalog)
-        if loaded is not None:
-            optimizer.load_state_dict(loaded.optimizer["optimizer"])
-            scheduler.load_state_dict(loaded.optimizer["scheduler"])
-            loader.load_state_dict(loaded.rank["loader"])
-        params = [p for ps in trained.values() for p in ps]
-        stream = batch_stream(loader)
-        last_saved = state.global_step if loaded is not None else None
+            return
+        self._enter_stage(plan, resume)
+        stream = batch_stream(self.loader)
+        last_saved = state.global_step if resume is not None else None
         try:
-            while state.step_in_stage < plan.steps:
-                if stop_at is not None and state.global_step >= stop_at:
-                    break
-                row = self._step(env, wrapped, model, plan, stream, optimizer, scheduler, params)
+            while state.step_in_stage < plan.steps and not self._stop_reached():
+                row = self._step(stream)
                 state.step_in_stage += 1
                 state.global_step += 1
                 state.samples_seen += plan.cfg.global_batch
@@ -395,50 +402,78 @@ class Trainer:
                     stage_steps=plan.steps,
                     step=state.global_step,
                     samples_seen=state.samples_seen,
-                    epoch=loader.epoch,
+                    epoch=self.loader.epoch,
                 )
-                metrics.log(row)
-                every = cfg.checkpoint.every_steps
-                due = (
-                    (every and state.global_step % every == 0)
-                    or (cfg.checkpoint.at_stage_end and state.step_in_stage == plan.steps)
-                    or (stop_at is not None and state.global_step == stop_at)
-                )
-                if due and last_saved != state.global_step:
-                    last_ckpt = self._save(env, writer, model, optimizer, scheduler, loader,
-                                           state, model_cfg, tok_hash, plans)
+                self.metrics.log(row)
+                if self._checkpoint_due() and last_saved != state.global_step:
+                    self.last_checkpoint = self._save()
                     last_saved = state.global_step
         finally:
             stream.close()  # stops the DataLoader workers
-        return last_ckpt
 
-    def _save(self, env, writer, model, optimizer, scheduler, loader, state, model_cfg,
-              tok_hash, plans) -> str:
-        return writer.save(
-            state.global_step,
-            self._state_json(state, model_cfg, tok_hash, plans, env.world_size),
-            {"rng": ckpt.rng_state(), "loader": loader.state_dict()},
-            model_state=lambda: {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    def _enter_stage(self, plan: StagePlan, resume: ckpt.LoadedCheckpoint | None) -> None:
+        """This stage's trainable parts, optimizer, schedule and loader (resumed from
+        ``resume`` when the run restarts inside this stage)."""
+        env = self.env
+        self.plan = plan
+        trained = apply_stage(self.model, plan)
+        if env.distributed:
+            self.train_model = DistributedDataParallel(
+                self.model, device_ids=[env.device.index] if env.device.type == "cuda" else None
+            )
+        else:
+            self.train_model = self.model
+        self.optimizer, self.scheduler = make_optimizer(trained, plan)
+        self.loader = make_loader(
+            plan.data, env.rank, env.world_size, self.tokenizer, catalog=self.catalog
+        )
+        if resume is not None:
+            self.optimizer.load_state_dict(resume.optimizer["optimizer"])
+            self.scheduler.load_state_dict(resume.optimizer["scheduler"])
+            self.loader.load_state_dict(resume.rank["loader"])
+        self.params = [p for ps in trained.values() for p in ps]
+
+    def _checkpoint_due(self) -> bool:
+        every = self.cfg.checkpoint.every_steps
+        state = self.state
+        return bool(
+            (every and state.global_step % every == 0)
+            or (self.cfg.checkpoint.at_stage_end and state.step_in_stage == self.plan.steps)
+            or (self.stop_at is not None and state.global_step == self.stop_at)
+        )
+
+    def _save(self) -> str:
+        return self.checkpointer.save(
+            self.state.global_step,
+            self._state_json(),
+            {"rng": ckpt.rng_state(), "loader": self.loader.state_dict()},
+            model_state=lambda: {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             optimizer_state=lambda: {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
             },
         )
 
-    # ------------------------------------------------------------------------------ a step
-    def _frames(self, batch: dict[str, Any], device: torch.device, model) -> list[torch.Tensor]:
-        frames = [f.to(device, non_blocking=True) for f in batch["frames"]]
-        if frames and frames[0].dtype == torch.uint8:
-            enc = model.cfg.encoder
-            frames = [normalize_frames(f, enc.mean, enc.std) for f in frames]
-        return frames
+    def _state_json(self) -> dict[str, Any]:
+        state = self.state
+        return {
+            "train_state": asdict(state),
+            "stage": self.plans[state.stage_index].cfg.name,
+            "seed": self.cfg.seed,
+            "world_size": self.env.world_size,
+            "model_config": self.model_cfg.model_dump(mode="json"),
+            "tokenizer": self.tok_hash,
+            "stages": [s.fingerprint_fields() for s in self.cfg.stages[: state.stage_index + 1]],
+            "stage_steps": [p.steps for p in self.plans],
+        }
 
-    def _step(self, env: DistEnv, wrapped, model, plan: StagePlan, stream: Iterator[dict],
-              optimizer, scheduler, params) -> dict[str, Any]:
+    # ------------------------------------------------------------------------------ a step
+    def _step(self, stream: Iterator[dict[str, Any]]) -> dict[str, Any]:
+        """One optimizer step of the current stage: ``accum`` micro-batches from ``stream``.
+        Returns the step's metrics row (global over ranks)."""
+        env, model, plan = self.env, self.model, self.plan
         t0 = time.perf_counter()
-        micro = []
-        for _ in range(plan.accum):
-            micro.append(next(stream))
+        micro = [next(stream) for _ in range(plan.accum)]
         wait = time.perf_counter() - t0
 
         prepared, n_tok_local = [], 0
@@ -453,19 +488,19 @@ class Trainer:
 
         autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16)
-            if self._bf16(env)
+            if self._bf16()
             else contextlib.nullcontext()
         )
         loss_sum = 0.0
         tokens = visual_total = truncated = 0
         for i, (batch, ids, mask, labels, cut, n) in enumerate(prepared):
             sync = not env.distributed or i == len(prepared) - 1
-            ctx = contextlib.nullcontext() if sync else wrapped.no_sync()
+            ctx = contextlib.nullcontext() if sync else self.train_model.no_sync()
             with ctx:
-                frames = self._frames(batch, env.device, model)
+                frames = self._frames(batch)
                 with autocast:
-                    out = wrapped(frames, ids.to(env.device), mask.to(env.device),
-                                  labels.to(env.device))
+                    out = self.train_model(frames, ids.to(env.device), mask.to(env.device),
+                                           labels.to(env.device))
                 # HF's loss is the mean over this micro-batch's answer tokens; times n = the sum
                 part = out.loss.float() * n if n else out.logits.sum() * 0.0
                 (part * scale).backward()
@@ -475,11 +510,11 @@ class Trainer:
             truncated += cut
 
         grad_clip = plan.cfg.grad_clip or math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
-        lrs = scheduler.get_last_lr()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, grad_clip))
+        lrs = self.scheduler.get_last_lr()
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
         if env.device.type == "cuda":
             torch.cuda.synchronize(env.device)
         step_time = time.perf_counter() - t0
@@ -489,7 +524,7 @@ class Trainer:
             [loss_sum, float(n_tok_local), float(tokens), float(visual_total),
              float(samples_local), wait, float(truncated)]
         )
-        groups = optimizer.param_groups
+        groups = self.optimizer.param_groups
         names = [g["name"] for g in groups]
         return {
             "loss": g_loss / max(g_tok, 1.0),
@@ -506,9 +541,17 @@ class Trainer:
             "_tokens": int(g_tokens),
         }
 
-    def _bf16(self, env: DistEnv) -> bool:
+    def _frames(self, batch: dict[str, Any]) -> list[torch.Tensor]:
+        """The batch's clips on the device, each ``[T, 3, S, S]``, normalised for the encoder."""
+        frames = [f.to(self.env.device, non_blocking=True) for f in batch["frames"]]
+        if frames and frames[0].dtype == torch.uint8:
+            enc = self.model.cfg.encoder
+            frames = [normalize_frames(f, enc.mean, enc.std) for f in frames]
+        return frames
+
+    def _bf16(self) -> bool:
         p = self.cfg.runtime.precision
-        return p == "bf16" or (p == "auto" and env.device.type == "cuda")
+        return p == "bf16" or (p == "auto" and self.env.device.type == "cuda")
 
 
 def batch_stream(loader) -> Iterator[dict[str, Any]]:

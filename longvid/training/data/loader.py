@@ -7,7 +7,7 @@ small resume cursor.
         ...train...
         ckpt["data"] = loader.state_dict()         # counted here, at the consumer
 
-How the rules hold (see ``shared/docs/DESIGN.md``, "Streaming loader rules"):
+How the rules hold (``docs/loader.md``, "Loader rules"):
 
 * The epoch's sample sequence is :func:`~longvid.training.data.plan.plan_epoch` — a pure
   function of (catalog fingerprint, stage config, seed, epoch). Rank ``r``'s batch ``i`` is a

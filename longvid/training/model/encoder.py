@@ -27,7 +27,6 @@ outside ``encoder.`` (distillation heads) are ignored. The prefixes ``module.`` 
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,7 +271,3 @@ def released_state_dict(model: UMTEncoder, depth: int | None = None) -> dict[str
         extra = Block(width, model.num_heads, model.cfg.mlp_ratio).state_dict()
         out.update({f"encoder.blocks.{i}.{k}": v for k, v in extra.items()})
     return out
-
-
-def param_count(model: nn.Module) -> int:
-    return sum(math.prod(p.shape) for p in model.parameters())
