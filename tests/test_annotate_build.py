@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from longvid.annotate.dedup import apply_duplicates
+from longvid.dedup.filter import apply_duplicates
 from longvid.media.ffmpeg import run_ffmpeg
 from longvid.samples.synth import VideoSpec, plan_shots, render_video
 from longvid.schema import MANIFEST_SCHEMA, TimedText, VideoRecord
@@ -46,25 +47,38 @@ def dup_videos(tmp_path_factory) -> tuple[Path, list[dict]]:
     return root, records
 
 
-@pytest.fixture(scope="module")
-def dup_build(dup_videos) -> Path:
-    """``longvid build`` of the three videos, one unit each, cpu annotation stages."""
-    root, records = dup_videos
-    write_table(str(root / "ingest" / "manifest.parquet"), records, MANIFEST_SCHEMA)
+def _build(root: Path, name: str, stages: list[str]) -> Path:
+    """``longvid build`` of the three videos into ``root/name``, one unit each."""
     cfg = {
         "manifest": str(root / "ingest"),
-        "output": {"root": str(root / "out")},
+        "output": {"root": str(root / name)},
         "ray": {"num_cpus": 2},
         "units": {"videos_per_unit": 1},  # three units: the duplicates span units
         "segment": {"default": {"short_min_s": 2.0, "short_max_s": 30.0, "long_min_s": 60.0}},
-        "stages": ["probe", "scan", "segment", "cut", "filter", "captions"],
+        "stages": stages,
         "progress": False,
     }
-    (root / "build.yaml").write_text(yaml.safe_dump(cfg))
-    proc = subprocess.run([sys.executable, "-m", "longvid.cli", "build", str(root / "build.yaml")],
+    (root / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.run([sys.executable, "-m", "longvid.cli", "build",
+                           str(root / f"{name}.yaml")],
                           capture_output=True, text=True, timeout=600, check=False, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return root / "out"
+    return root / name
+
+
+@pytest.fixture(scope="module")
+def dup_build(dup_videos) -> Path:
+    """The three videos built with the cpu annotation stages (the duplicate filter on)."""
+    root, records = dup_videos
+    write_table(str(root / "ingest" / "manifest.parquet"), records, MANIFEST_SCHEMA)
+    return _build(root, "out", ["probe", "scan", "segment", "cut", "filter", "captions"])
+
+
+@pytest.fixture(scope="module")
+def unfiltered_build(dup_videos, dup_build) -> Path:
+    """The same inputs built without the filter stage: every duplicate stays."""
+    root, _ = dup_videos
+    return _build(root, "unfiltered", ["probe", "scan", "segment", "cut", "captions"])
 
 
 def test_exact_duplicates_across_units_become_one_reject_row_per_video(dup_build):
@@ -109,3 +123,26 @@ def test_re_encoded_video_is_a_near_duplicate_by_embedding(dup_videos, tmp_path)
         others = [k for k in a_keys if k != key]
         assert float(embs[key] @ embs[twin]) >= 0.995
         assert all(float(embs[k] @ embs[twin]) < 0.995 for k in others)
+
+
+def test_build_filter_and_audit_find_the_same_duplicates(dup_build, unfiltered_build, tmp_path):
+    from longvid.audit.config import AuditConfig
+    from longvid.pipelines.audit import run_audit
+
+    cfg = AuditConfig(ray={"num_cpus": 2}, duplicates={"near_cosine": None})  # as the build
+    run_audit(str(unfiltered_build), str(tmp_path / "report"), cfg)
+    table = pq.read_table(tmp_path / "report" / "duplicates.parquet").to_pylist()
+    every = {r["key"] for r in pq.read_table(unfiltered_build / "samples.parquet").to_pylist()}
+    kept = {r["key"] for r in pq.read_table(dup_build / "samples.parquet").to_pylist()}
+    assert len(table) >= 2 and every - {d["key"] for d in table} == kept
+    # each reject names the sample and the one kept, as the audit's table does
+    kept_of = {d["key"]: d["kept_key"] for d in table}
+    rejects = pq.read_table(dup_build / "rejects.parquet").to_pylist()
+    named = {}
+    for r in rejects:
+        m = re.search(r"sample (\S+?): .*?(?:those of|with|a copy of) (\S+?)[\s(]",
+                      r["detail"] + " ")
+        assert m, r["detail"]
+        named[m.group(1)] = m.group(2)
+    assert named and all(kept_of[k] == v for k, v in named.items())
+    assert {d["record_id"] for d in table} >= {"generic:b"}  # the byte copy, across units

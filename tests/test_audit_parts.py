@@ -15,11 +15,13 @@ from hypothesis import strategies as st
 
 from longvid.audit.checks import CHECKS, verdicts
 from longvid.audit.config import AuditConfig
-from longvid.audit.duplicates import exact_clusters, near_clusters, removed_by_build
+from longvid.audit.duplicates import corpus_samples, groups, removed_by_build
 from longvid.audit.eval_embed import windows
 from longvid.audit.leakage import corpus_ids, id_leaks, normalise_id, read_eval_list, youtube_id
 from longvid.audit.stats import histogram
 from longvid.config import load_config
+from longvid.dedup import DedupConfig, find_duplicates
+from longvid.dedup.filter import detail
 from longvid.errors import FormatError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,43 +161,49 @@ def test_histogram_holds_every_value_once(values, bins):
     assert h["percentiles"]["p100"] == pytest.approx(max(values), abs=1e-5)
 
 
-def test_exact_clusters_group_equal_hashes():
+def test_duplicate_groups_list_the_kept_sample_and_each_members_signal():
     keys = ["a", "b", "c", "d", "e"]
-    got = exact_clusters(keys, ["h1", "h2", "h1", None, "h1"], ["r1", "r2", "r3", "r4", "r1"])
-    assert got == [{"sha256": "h1", "keys": ["a", "c", "e"], "records": ["r1", "r3"]}]
-
-
-def test_near_clusters_join_chains_across_videos_but_not_within_one():
-    rng = np.random.default_rng(0)
-    base = rng.normal(size=16)
-    other = rng.normal(size=16)
-    near = lambda v, s: v + s * rng.normal(size=16)  # noqa: E731
-    embs = np.stack([base, near(base, 0.01), near(base, 0.02), other, near(other, 0.01),
-                     np.zeros(16), base * 3.0])
-    keys = ["k0", "k1", "k2", "k3", "k4", "k5", "k6"]
-    records = ["v0", "v1", "v2", "v3", "v3", "v5", "v0"]
-    groups = ["short", "short", "short", "short", "short", "short", "long"]
-    got = near_clusters(keys, groups, records, embs, threshold=0.99)
-    # k3/k4 are one video; k5 has no embedding; k6 is another bucket
-    assert [c["keys"] for c in got] == [["k0", "k1", "k2"]]
-    assert got[0]["records"] == ["v0", "v1", "v2"]
-    assert 0.99 <= got[0]["min_cosine"] <= got[0]["max_cosine"] <= 1.0
+    rows = [{"key": k, "record_id": f"r{k}", "bucket": "short"} for k in keys]
+    extras = [{"scores": {"clip_sha256": h}} for h in ("h1", "h2", "h1", None, "h1")]
+    extras[1]["embedding"] = [1.0, 0.0]
+    extras[3]["embedding"] = [1.0, 0.001]
+    facts = {"e": {"clip_sha256": "h1"}}
+    s = corpus_samples(rows, extras, facts)
+    assert s.content_hashes.tolist() == ["h1", "h2", "h1", None, "h1"]
+    found = find_duplicates(s, DedupConfig(), near_cosine=0.99)
+    listed, per_signal = groups(found.table, limit=10)
+    assert [(g["kept"], [m["key"] for m in g["members"]], g["signals"]) for g in listed] == [
+        ("a", ["c", "e"], ["exact"]), ("b", ["d"], ["embedding"])]
+    assert per_signal == {"embedding": 1, "exact": 2}
+    assert listed[1]["members"][0]["cosine"] >= 0.99 and listed[0]["kept_record"] == "ra"
+    assert len(groups(found.table, limit=1)[0]) == 1
 
 
 def test_duplicates_the_build_removed_are_grouped_by_the_kept_sample():
-    from longvid.annotate.dedup import Duplicate
-
-    row = {"source": "generic", "record_id": "generic:b"}
+    row = {"key": "x", "kept_key": "generic_a_0_5", "signal": "exact", "cosine": None,
+           "hamming": None}
     rejects = [
-        Duplicate("generic_b_0_5", "generic_a_0_5", "exact_duplicate", 1.0).reject_row(row, 0.95),
-        Duplicate("generic_c_0_5", "generic_a_0_5", "exact_duplicate", 1.0).reject_row(row, 0.95),
-        Duplicate("generic_d_0_5", "generic_a_0_5", "near_duplicate", 0.97).reject_row(row, 0.95),
+        {"record_id": "generic:b", "locator": "generic:b#generic_b_0_5",
+         "reason": "filter:exact_duplicate", "detail": detail({**row, "key": "generic_b_0_5"},
+                                                              0.95, 32)},
+        {"record_id": "generic:c", "locator": "generic:c#generic_c_0_5",
+         "reason": "filter:exact_duplicate", "detail": detail({**row, "key": "generic_c_0_5"},
+                                                              0.95, 32)},
+        {"record_id": "generic:d", "locator": "generic:d#generic_d_0_5",
+         "reason": "filter:near_duplicate",
+         "detail": detail({**row, "key": "generic_d_0_5", "signal": "embedding",
+                           "cosine": 0.97}, 0.95, 32)},
+        {"record_id": "generic:f", "locator": "generic:f#generic_f_0_5",
+         "reason": "filter:fingerprint_duplicate",
+         "detail": detail({**row, "key": "generic_f_0_5", "signal": "fingerprint",
+                           "hamming": 12}, 0.95, 32)},
         {"source": "generic", "record_id": "generic:e", "locator": "x", "stage": "probe",
          "reason": "unreadable", "detail": "not a duplicate"},
     ]
     assert removed_by_build(rejects) == [
         {"kind": "exact_duplicate", "kept": "generic_a_0_5",
          "removed": ["generic_b_0_5", "generic_c_0_5"]},
+        {"kind": "fingerprint_duplicate", "kept": "generic_a_0_5", "removed": ["generic_f_0_5"]},
         {"kind": "near_duplicate", "kept": "generic_a_0_5", "removed": ["generic_d_0_5"]},
     ]
 
@@ -256,3 +264,22 @@ def test_config_file_lists_every_key_with_a_comment_and_the_defaults():
             assert "#" in line, f"no comment: {line!r}"
     for name, f in _fields(AuditConfig).items():
         assert f.description, f"{name} has no description"
+
+
+def test_gallery_picks_are_seeded_bounded_and_per_source_and_bucket():
+    from longvid.audit.gallery import extremes, pick_key, picks
+
+    rows = [{"key": f"{src}_{i}", "source": src, "bucket": b, "duration": float(i)}
+            for src in ("howto100m", "webvid") for b in ("short", "long") for i in range(50)]
+    got = picks(rows, per_group=3, seed=7)
+    assert list(got) == [("howto100m", "long"), ("howto100m", "short"), ("webvid", "long"),
+                         ("webvid", "short")]
+    for (src, b), chosen in got.items():
+        group = [r for r in rows if r["source"] == src and r["bucket"] == b]
+        want = sorted(group, key=lambda r: pick_key(7, r["key"]))[:3]
+        assert chosen == want
+    assert picks(list(reversed(rows)), 3, 7) == got  # the order of the rows does not matter
+    assert picks(rows, 3, 8) != got
+    longest, shortest = extremes(rows, 2)
+    assert [r["duration"] for r in longest] == [49.0, 49.0]
+    assert [r["duration"] for r in shortest] == [0.0, 0.0]

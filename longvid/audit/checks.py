@@ -47,7 +47,7 @@ CHECKS: tuple[Check, ...] = (
 )
 LEAKAGE = Check("no_leakage", "No evaluation video in the corpus",
                 "no sample shares a source video id with the evaluation list, and none is a "
-                "near duplicate of an evaluation clip", ("leak_video_id", "leak_embedding"))
+                "near duplicate of an evaluation clip", ("leak_video_id", "leak_embedding", "leak_fingerprint"))
 REASON_TO_CHECK = {r: c.name for c in (*CHECKS, LEAKAGE) for r in c.reasons}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from longvid.config import RayConfig, S3Config, Section
+from longvid.dedup.config import DedupConfig
 
 
 class ChecksConfig(Section):
@@ -54,7 +55,12 @@ class DuplicatesConfig(Section):
         description="samples of the same bucket from different videos whose embeddings have at "
         "least this cosine form a near-duplicate cluster (null = off); needs embeddings",
     )
-    max_clusters: int = Field(50, ge=1, description="clusters listed in the report")
+    max_clusters: int = Field(50, ge=1, description="duplicate groups listed in the report")
+    search: DedupConfig = Field(
+        default_factory=DedupConfig,
+        description="the duplicate search (longvid.dedup): fingerprints, k-means clusters; the "
+        "same settings as the build's dedup section give the same duplicates",
+    )
 
 
 class LeakageConfig(Section):
@@ -78,6 +84,24 @@ class LeakageConfig(Section):
     device: str = Field("cpu", description="torch device for the embedding model (cpu, cuda)")
 
 
+class GalleryConfig(Section):
+    """The report's sample gallery (frames as small JPEG files under OUT/gallery/)."""
+
+    enabled: bool = Field(True, description="draw the gallery (reads and decodes a few clips)")
+    per_group: int = Field(
+        3, ge=1, description="samples shown per source and duration bucket (a seeded pick)"
+    )
+    seed: int = Field(0, description="seed of the pick: the same samples every run")
+    frames: int = Field(4, ge=1, le=16, description="frames per strip, across the clip")
+    height: int = Field(72, ge=16, le=480, description="frame height in pixels")
+    jpeg_quality: int = Field(75, ge=10, le=95, description="JPEG quality of the frames")
+    max_items: int = Field(5, ge=0, description="events and QA pairs shown per sample")
+    duplicate_groups: int = Field(
+        4, ge=0, description="duplicate groups shown side by side (largest first)"
+    )
+    extremes: int = Field(2, ge=0, description="longest and shortest samples shown")
+
+
 class AuditConfig(Section):
     """The whole audit job."""
 
@@ -93,4 +117,7 @@ class AuditConfig(Section):
     )
     leakage: LeakageConfig = Field(
         default_factory=LeakageConfig, description="overlap with evaluation videos"
+    )
+    gallery: GalleryConfig = Field(
+        default_factory=GalleryConfig, description="sample gallery in the report"
     )

@@ -1,108 +1,91 @@
-"""Duplicates among the accepted samples, and the ones the build already removed.
+"""The report's duplicates: the duplicates table of :mod:`longvid.dedup` over the accepted
+samples (the same search the build's filter runs), grouped by the sample kept, and the ones the
+build already removed (reject rows ``filter:*_duplicate``, grouped by the kept sample).
 
-*Exact*: samples whose clip bytes have the same SHA-256. *Near*: samples of the same bucket from
-different source videos whose video embeddings have a cosine of at least the threshold; pairs
-are joined into clusters (union-find), so a chain of near copies is one cluster. Clips of one
-video are never near duplicates of each other (a short clip lies inside its long sample by
-construction). *Removed by the build*: reject rows ``filter:exact_duplicate`` /
-``filter:near_duplicate``, grouped by the sample that was kept.
+Signals: *exact* (equal clip bytes, SHA-256), *embedding* (cosine at least the threshold, same
+bucket, other video) and *fingerprint* (perceptual copies, other video); each group says which
+signals joined each member.
 """
 
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
-_KEPT = (re.compile(r"those of (\S+?)[\s(]"), re.compile(r"with (\S+?) \("))
+from longvid.dedup import Samples
+from longvid.dedup.fingerprint import FRAMES, from_hex
 
-
-class _UnionFind:
-    def __init__(self, n: int):
-        self.parent = list(range(n))
-
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+_KEPT = (re.compile(r"those of (\S+?)[\s(]"), re.compile(r"with (\S+?) \("),
+         re.compile(r"a copy of (\S+?) \("))
 
 
-def exact_clusters(keys: Sequence[str], hashes: Sequence[str | None],
-                   records: Sequence[str]) -> list[dict[str, Any]]:
-    """Groups of two or more samples with the same clip hash, largest first."""
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, h in enumerate(hashes):
-        if h:
-            groups[h].append(i)
-    out = [
-        {"sha256": h, "keys": sorted(keys[i] for i in idx),
-         "records": sorted({records[i] for i in idx})}
-        for h, idx in groups.items() if len(idx) > 1
-    ]
-    return sorted(out, key=lambda c: (-len(c["keys"]), c["keys"][0]))
+def corpus_samples(rows: Sequence[dict[str, Any]], extras: Sequence[dict[str, Any]],
+                   facts: dict[str, dict[str, Any]]) -> Samples:
+    """The dedup columns of the accepted samples: hashes and embeddings from samples.parquet or,
+    when it lacks them, from what the shard pass read (KEY.mp4's SHA-256, KEY.emb.npy)."""
+    n = len(rows)
+    keys = np.asarray([r["key"] for r in rows], dtype=object)
+    records = np.asarray([str(r.get("record_id")) for r in rows], dtype=object)
+    buckets = np.asarray([str(r.get("bucket")) for r in rows], dtype=object)
+    hashes = np.asarray([facts.get(r["key"], {}).get("clip_sha256")
+                         or (e.get("scores") or {}).get("clip_sha256")
+                         for r, e in zip(rows, extras, strict=True)], dtype=object)
+    vecs = [e.get("embedding") or facts.get(r["key"], {}).get("embedding")
+            for r, e in zip(rows, extras, strict=True)]
+    dim = Counter(len(v) for v in vecs if v).most_common(1)
+    emb = None
+    if dim:
+        emb = np.zeros((n, dim[0][0]), np.float32)
+        for i, v in enumerate(vecs):
+            if v and len(v) == dim[0][0]:
+                emb[i] = v
+    fp_h = np.zeros((n, FRAMES), np.uint64)
+    fp_c = np.zeros((n, FRAMES, 3), np.uint8)
+    valid = np.zeros(n, bool)
+    for i, e in enumerate(extras):
+        fp = from_hex(e.get("fingerprint"))
+        if fp is not None:
+            fp_h[i], fp_c[i], valid[i] = fp[0], fp[1], True
+    has_fp = bool(valid.any())
+    return Samples(keys, records, buckets, content_hashes=hashes, embeddings=emb,
+                   fp_hashes=fp_h if has_fp else None, fp_colours=fp_c if has_fp else None,
+                   fp_valid=valid if has_fp else None)
 
 
-def unit_rows(embs: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero). ``embs``: ``[N, D]``."""
-    embs = np.asarray(embs, dtype=np.float32)
-    norms = np.linalg.norm(embs, axis=1, keepdims=True)
-    return np.divide(embs, norms, out=np.zeros_like(embs), where=norms > 0)
-
-
-def near_clusters(keys: Sequence[str], groups: Sequence[str], records: Sequence[str],
-                  embs: np.ndarray, threshold: float, block: int = 2048) -> list[dict[str, Any]]:
-    """Clusters of near-duplicate samples. ``embs``: ``[N, D]`` (any scale; zero rows never
-    match). Cost: N²/2 dot products per bucket, ``block`` rows at a time."""
-    n = len(keys)
-    if n < 2:
-        return []
-    x = unit_rows(embs)
-    rec_codes = {r: i for i, r in enumerate(dict.fromkeys(records))}
-    rec = np.asarray([rec_codes[r] for r in records])
-    uf = _UnionFind(n)
-    best: dict[tuple[int, int], float] = {}
-    for g in dict.fromkeys(groups):
-        idx = np.asarray([i for i in range(n) if groups[i] == g])
-        for s in range(0, len(idx), block):
-            rows = idx[s : s + block]
-            sims = x[rows] @ x[idx].T  # [b, m]
-            for a, b in zip(*np.nonzero(sims >= threshold), strict=True):
-                i, j = int(rows[a]), int(idx[b])
-                if i >= j or rec[i] == rec[j] or not np.any(x[i]) or not np.any(x[j]):
-                    continue
-                uf.union(i, j)
-                best[(i, j)] = float(sims[a, b])
-    members: dict[int, list[int]] = defaultdict(list)
-    for i, j in best:
-        for k in (i, j):
-            root = uf.find(k)
-            if k not in members[root]:
-                members[root].append(k)
+def groups(table: pa.Table, limit: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """(the first ``limit`` groups, largest first, each ``{kept, kept_record, signals,
+    members: [{key, record_id, similarity, cosine, hamming, signal}]}``; duplicates per
+    signal)."""
+    by_kept: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    kept_record: dict[str, str] = {}
+    per_signal: Counter = Counter()
+    for d in table.to_pylist():
+        by_kept[d["kept_key"]].append({k: d[k] for k in ("key", "record_id", "similarity",
+                                                         "cosine", "hamming", "signal")})
+        kept_record[d["kept_key"]] = d["kept_record_id"]
+        for s in d["signal"].split("+"):
+            per_signal[s] += 1
+    ordered = sorted(by_kept.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:limit]
     out = []
-    for root, idx_list in members.items():
-        cos = [v for (i, j), v in best.items() if uf.find(i) == root]
-        out.append({
-            "keys": sorted(keys[i] for i in idx_list),
-            "records": sorted({records[i] for i in idx_list}),
-            "bucket": groups[root],
-            "max_cosine": round(max(cos), 6),
-            "min_cosine": round(min(cos), 6),
-        })
-    return sorted(out, key=lambda c: (-len(c["keys"]), c["keys"][0]))
+    for kept, members in ordered:
+        for m in members:
+            for f in ("similarity", "cosine"):
+                if m[f] is not None:
+                    m[f] = round(float(m[f]), 6)
+        out.append({"kept": kept, "kept_record": kept_record[kept],
+                    "signals": sorted({s for m in members for s in m["signal"].split("+")}),
+                    "members": members})
+    return out, dict(sorted(per_signal.items()))
 
 
 def removed_by_build(rejects: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The build's duplicate rejects grouped by the kept sample (named in the detail)."""
-    groups: dict[tuple[str, str | None], list[str]] = defaultdict(list)
+    found: dict[tuple[str, str | None], list[str]] = defaultdict(list)
     for r in rejects:
         reason = str(r.get("reason") or "")
         if not reason.endswith("_duplicate"):
@@ -115,6 +98,6 @@ def removed_by_build(rejects: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             if m:
                 kept = m.group(1)
                 break
-        groups[(reason.removeprefix("filter:"), kept)].append(key)
+        found[(reason.removeprefix("filter:"), kept)].append(key)
     return [{"kind": kind, "kept": kept, "removed": sorted(keys)}
-            for (kind, kept), keys in sorted(groups.items(), key=lambda kv: str(kv[0]))]
+            for (kind, kept), keys in sorted(found.items(), key=lambda kv: str(kv[0]))]

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from longvid import storage
+from longvid.dedup.config import DedupConfig
 from longvid.errors import ConfigError, LongvidError
 
 
@@ -103,21 +104,49 @@ class EvalEmbedder:
         return spans, np.stack(pooled)
 
 
+FINGERPRINT_SIZE = (64, 36)  # the build's decode-pass frame size (detect.width/height)
+
+
+def eval_frame_hashes(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Perceptual hashes and mean colours (``[E]`` uint64, ``[E, 3]`` uint8) of every frame of
+    an evaluation video, decoded at the size the build's decode pass hashes."""
+    from longvid.dedup.fingerprint import frame_hashes
+    from longvid.media.decode import iter_frames
+
+    hashes, colours, batch = [], [], []
+    for frame in iter_frames(path, size=FINGERPRINT_SIZE, threads=1):
+        batch.append(frame.image)
+        if len(batch) == 256:
+            h, c = frame_hashes(np.stack(batch))
+            hashes.append(h)
+            colours.append(c)
+            batch.clear()
+    if batch:
+        h, c = frame_hashes(np.stack(batch))
+        hashes.append(h)
+        colours.append(c)
+    if not hashes:
+        return np.zeros(0, np.uint64), np.zeros((0, 3), np.uint8)
+    return np.concatenate(hashes), np.concatenate(colours)
+
+
 def embedding_leaks(videos: list[str], lineage: dict[str, Any] | None,
                     corpus_keys: list[str], corpus_records: list[str],
                     corpus_embs: np.ndarray | None, threshold: float, window_s: float,
-                    frames_per_window: int, device: str, max_keys: int) -> dict[str, Any]:
-    """For each evaluation video: its best-matching sample, and every sample at or above the
-    threshold. ``corpus_embs``: ``[N, D]``, rows in the order of ``corpus_keys``."""
-    from longvid.audit.duplicates import unit_rows
+                    frames_per_window: int, device: str, max_keys: int,
+                    search: DedupConfig) -> dict[str, Any]:
+    """For each evaluation video: every sample whose embedding has at least ``threshold``
+    cosine with one of its windows, found by the duplicate search's cluster index
+    (:func:`longvid.dedup.semantic.near_pairs`), and the best of them.
+    ``corpus_embs``: ``[N, D]``, rows in the order of ``corpus_keys``."""
+    from longvid.dedup.semantic import near_pairs, unit_rows
 
     out: dict[str, Any] = {"videos": len(videos), "checked": False, "threshold": threshold}
     if corpus_embs is None or not len(corpus_keys) or lineage is None:
         out["skipped"] = "the corpus has no embeddings (run the build's embed stage)"
         return out
     emb = EvalEmbedder(lineage, window_s, frames_per_window, device)
-    x = unit_rows(corpus_embs)
-    results, failed, leaked = [], [], set()
+    done, failed, windows_of, vecs = [], [], [], []
     for v in videos:
         try:
             with storage.local_copy(v) as local:
@@ -125,21 +154,31 @@ def embedding_leaks(videos: list[str], lineage: dict[str, Any] | None,
         except LongvidError as exc:
             failed.append({"video": v, "error": str(exc)})
             continue
-        sims = unit_rows(e) @ x.T  # [W, N]
-        best = sims.max(axis=0)  # best window per sample
-        hits = np.nonzero(best >= threshold)[0]
-        top = int(np.argmax(best))
-        leaked.update(corpus_keys[i] for i in hits)
-        order = hits[np.argsort(-best[hits])]
+        done.append((v, len(spans)))
+        windows_of += [len(done) - 1] * len(spans)
+        vecs.append(e)
+    n = len(corpus_keys)
+    best: dict[int, dict[int, float]] = {}  # eval video → corpus row → best cosine
+    if vecs:
+        x = np.concatenate([unit_rows(corpus_embs), unit_rows(np.concatenate(vecs))])  # [N+W, D]
+        side = np.r_[np.zeros(n, np.int64), np.ones(len(x) - n, np.int64)]
+        i, j, cos, _ = near_pairs(x, np.zeros(len(x), np.int64), side, threshold, search)
+        for row, w, c in zip(i.tolist(), j.tolist(), cos.tolist(), strict=True):
+            hits = best.setdefault(windows_of[w - n], {})
+            hits[row] = max(hits.get(row, -2.0), c)
+    results, leaked = [], set()
+    for k, (v, nwin) in enumerate(done):
+        hits = sorted(best.get(k, {}).items(), key=lambda kv: (-kv[1], corpus_keys[kv[0]]))
+        leaked.update(corpus_keys[r] for r, _ in hits)
+        top = hits[0] if hits else None
         results.append({
-            "video": v,
-            "windows": len(spans),
-            "best_key": corpus_keys[top],
-            "best_record": corpus_records[top],
-            "best_cosine": round(float(best[top]), 6),
-            "matches": [{"key": corpus_keys[i], "record_id": corpus_records[i],
-                         "cosine": round(float(best[i]), 6)} for i in order[:max_keys]],
-            "samples": int(len(hits)),
+            "video": v, "windows": nwin,
+            "best_key": corpus_keys[top[0]] if top else None,
+            "best_record": corpus_records[top[0]] if top else None,
+            "best_cosine": round(float(top[1]), 6) if top else None,
+            "matches": [{"key": corpus_keys[r], "record_id": corpus_records[r],
+                         "cosine": round(float(c), 6)} for r, c in hits[:max_keys]],
+            "samples": len(hits),
         })
     out.update(checked=True, results=results, failed=failed, samples=len(leaked),
                leaked_keys=sorted(leaked))

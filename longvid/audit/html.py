@@ -43,6 +43,12 @@ td.mono { font-family: ui-monospace, monospace; font-size: 12px; word-break: bre
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(480px, 1fr)); gap: 14px; }
 figure { margin: 0; border: 1px solid var(--line); border-radius: 6px; padding: 8px 10px; }
 figcaption { font-weight: 600; margin-bottom: 4px; }
+.samples { display: flex; flex-wrap: wrap; gap: 12px; margin: 6px 0 12px; }
+.sample { border: 1px solid var(--line); border-radius: 6px; padding: 6px; max-width: 420px;
+          font-size: 12px; }
+.sample .mono { font-family: ui-monospace, monospace; word-break: break-all; }
+.sample .caption { margin-top: 4px; } .sample ul { margin: 2px 0; padding-left: 18px; }
+.strip { display: flex; gap: 2px; overflow-x: auto; } .strip img { display: block; height: 72px; }
 .pct { font-size: 12px; color: var(--mute); }
 .empty, .note { color: var(--mute); font-style: italic; }
 details summary { cursor: pointer; margin: 6px 0; }
@@ -79,8 +85,8 @@ document.addEventListener("DOMContentLoaded", function () {
 """
 
 SECTIONS = (("checks", "Checks"), ("totals", "Totals"), ("accounting", "Accounting"),
-            ("distributions", "Distributions"), ("duplicates", "Duplicates"),
-            ("licences", "Licences"), ("run", "Run"), ("leakage", "Leakage"),
+            ("gallery", "Gallery"), ("distributions", "Distributions"),
+            ("duplicates", "Duplicates"), ("licences", "Licences"), ("run", "Run"), ("leakage", "Leakage"),
             ("compare", "Comparison"))
 
 
@@ -285,27 +291,26 @@ def distributions_html(r: dict[str, Any]) -> str:
 
 def duplicates_html(r: dict[str, Any]) -> str:
     d = r["duplicates"]
-    out = []
-    ex = d.get("exact")
-    if ex is not None:
-        out.append(f"<h3>Exact duplicates: {ex['clusters']} group(s), {ex['samples']} samples "
-                   f"(of {ex['checked']} clips, compared by size, then SHA-256 for the "
-                   f"{ex['hashed']} whose size another clip shares)</h3>")
-        out.append(table(["samples", "keys", "records", "clip SHA-256"],
-                         [(len(c["keys"]), some(c["keys"]), some(c["records"]), c["sha256"])
-                          for c in ex["list"]], mono=(1, 3)))
-    near = d.get("near", {})
-    if near.get("skipped"):
-        out.append(f'<h3>Near duplicates</h3><p class="note">not checked: '
-                   f"{escape(near['skipped'])}</p>")
-    else:
-        out.append(f"<h3>Near-duplicate clusters: {near['clusters']} "
-                   f"({near['samples']} samples, cosine ≥ {fmt(near['threshold'])}, "
-                   f"{near['checked']} embeddings)</h3>")
-        out.append(table(["samples", "bucket", "max cosine", "min cosine", "keys", "records"],
-                         [(len(c["keys"]), c["bucket"], c["max_cosine"], c["min_cosine"],
-                           some(c["keys"]), some(c["records"]))
-                          for c in near["list"]], mono=(4,)))
+    sig, ch = d["signals"], d["checked"]
+    out = [cards([("duplicate groups", d["groups"]), ("duplicates", d["duplicates"]),
+                  ("samples checked", ch["samples"]), ("with embeddings", ch["embedded"]),
+                  ("with fingerprints", ch["fingerprinted"]), ("k-means clusters", ch["clusters"])])]
+    on = [name for name, v in (("exact (equal clip bytes)", sig["exact"]),
+                               (f"embedding cosine ≥ {fmt(sig['near_cosine'])}",
+                                sig["near_cosine"] is not None),
+                               (f"fingerprint ≤ {sig['fingerprint_max_bits']} of 256 bits",
+                                sig["fingerprint_max_bits"] is not None)) if v]
+    out.append(f"<p>Signals: {escape(', '.join(on) or 'none')}. In each group the sample whose "
+               "key sorts first is kept; every other one resembles it by the signals shown.</p>")
+    for note in d.get("notes", []):
+        out.append(f'<p class="note">{escape(note)}</p>')
+    if d.get("by_signal"):
+        out.append(table(["signal", "duplicates"], sorted(d["by_signal"].items())))
+    out.append(f"<h3>Groups (largest first, {len(d['list'])} of {d['groups']})</h3>")
+    out.append(table(["kept", "kept record", "duplicates", "signals", "members (similarity)"],
+                     [(g["kept"], g["kept_record"], len(g["members"]), "+".join(g["signals"]),
+                       some([f"{m['key']} ({m['signal']} {fmt(m['similarity'])})"
+                             for m in g["members"]], 4)) for g in d["list"]], mono=(0, 4)))
     rb = d.get("removed_by_build") or []
     out.append(f"<h3>Removed by the build as duplicates ({sum(len(x['removed']) for x in rb)})"
                "</h3>")
@@ -389,6 +394,22 @@ def leakage_html(r: dict[str, Any]) -> str:
             if emb.get("failed"):
                 out.append(table(["video", "error"],
                                  [(f["video"], f["error"]) for f in emb["failed"]], mono=(0,)))
+    fp = lk.get("fingerprints")
+    if fp is not None:
+        out.append("<h3>Copies by perceptual fingerprint</h3>")
+        if not fp.get("checked"):
+            out.append(f'<p class="note">not checked: {escape(fp.get("skipped", ""))}</p>')
+        else:
+            out.append(f"<p>{fp['samples']} sample(s) whose fingerprint frames all match frames "
+                       f"of one of {fp['videos']} evaluation video(s) (at most "
+                       f"{fp['max_bits']} of 256 bits in all).</p>")
+            out.append(table(["evaluation video", "frames", "samples", "closest (bits)"],
+                             [(x["video"], x["frames"], x["samples"],
+                               some([f"{m['key']} ({m['bits']})" for m in x["matches"]], 3))
+                              for x in fp["results"]], mono=(0, 3)))
+            if fp.get("failed"):
+                out.append(table(["video", "error"],
+                                 [(f["video"], f["error"]) for f in fp["failed"]], mono=(0,)))
     return "".join(out)
 
 
@@ -419,6 +440,60 @@ def compare_html(r: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def _strip(frames: list[str], alt: str) -> str:
+    if not frames:
+        return '<div class="strip empty">no frames (the clip could not be read)</div>'
+    return '<div class="strip">' + "".join(
+        f'<img src="{escape(f)}" alt="{escape(alt)} frame {i}">' for i, f in enumerate(frames)
+    ) + "</div>"
+
+
+def _card(e: dict[str, Any]) -> str:
+    events = "".join(f"<li>{fmt(x['start'])}–{fmt(x['end'])} s: {escape(str(x['text']))}</li>"
+                     for x in e["events"])
+    qa = "".join(f"<li><b>Q</b> {escape(str(x['question']))} <b>A</b> "
+                 f"{escape(str(x['answer']))}</li>" for x in e["qa"])
+    return (f'<div class="sample" data-key="{escape(e["key"])}">{_strip(e["frames"], e["key"])}'
+            f'<div class="mono">{escape(e["key"])}</div>'
+            f"<div>{escape(str(e['record_id']))} · {fmt(e['duration'])} s</div>"
+            f'<div class="caption">{escape(str(e["caption"] or "(no caption)"))}</div>'
+            + (f"<details><summary>{len(e['events'])} event(s)</summary><ul>{events}</ul>"
+               "</details>" if events else "")
+            + (f"<details><summary>{len(e['qa'])} QA pair(s)</summary><ul>{qa}</ul></details>"
+               if qa else "")
+            + "</div>")
+
+
+def gallery_html(r: dict[str, Any]) -> str:
+    g = r["gallery"]
+    out = [f"<p>A seeded pick (seed {g['seed']}) of {g['per_group']} sample(s) per source and "
+           "duration bucket; frames at the centres of equal parts of each clip.</p>"]
+    for grp in g["groups"]:
+        out.append(f'<h3 class="gallery-group" data-source="{escape(grp["source"])}">'
+                   f"{escape(grp['source'])} · {escape(grp['bucket'])}</h3>")
+        out.append('<div class="samples">' + "".join(_card(e) for e in grp["samples"])
+                   + "</div>")
+    if g["duplicates"]:
+        out.append("<h3>Duplicate groups side by side</h3>")
+        for d in g["duplicates"]:
+            out.append('<div class="samples">' + "".join(
+                f'<div class="sample">{_strip(x["frames"], x["key"])}'
+                f'<div class="mono">{escape(x["key"])}</div><div>'
+                + ("kept" if x["similarity"] is None
+                   else f"{escape(x['signal'])} · similarity {fmt(x['similarity'])}")
+                + "</div></div>" for x in d["samples"]) + "</div>")
+    for title, key in (("Longest samples", "longest"), ("Shortest samples", "shortest")):
+        if g[key]:
+            out.append(f"<h3>{title}</h3>")
+            out.append('<div class="samples">' + "".join(_card(e) for e in g[key]) + "</div>")
+    if g["rejects"]:
+        out.append("<h3>Rejects: an example per reason</h3>")
+        out.append(table(["reason", "stage", "record", "locator", "detail"],
+                         [(x["reason"], x["stage"], x["record_id"], x["locator"], x["detail"])
+                          for x in g["rejects"]], mono=(2, 3)))
+    return "".join(out)
+
+
 def render_html(r: dict[str, Any]) -> str:
     """The page for a report dict from :func:`longvid.audit.report.build_report`."""
     n_failed = len(r["failed_checks"])
@@ -428,11 +503,13 @@ def render_html(r: dict[str, Any]) -> str:
                     f"{', '.join(r['failed_checks'])}")
     sections = {
         "checks": checks_html, "totals": totals_html, "accounting": accounting_html,
+        "gallery": gallery_html,
         "distributions": distributions_html, "duplicates": duplicates_html,
         "licences": licences_html, "run": run_html, "leakage": leakage_html,
         "compare": compare_html,
     }
-    present = [(a, t) for a, t in SECTIONS if a not in ("leakage", "compare") or a in r]
+    present = [(a, t) for a, t in SECTIONS
+               if a not in ("leakage", "compare", "gallery") or a in r]
     nav = "".join(f'<a href="#{a}">{escape(t)}</a>' for a, t in present)
     body = "".join(_section(a, t, sections[a](r)) for a, t in present)
     return (

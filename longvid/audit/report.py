@@ -8,13 +8,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-import numpy as np
-
 from longvid.audit import accounting, duplicates
 from longvid.audit.checks import verdicts
 from longvid.audit.config import AuditConfig
 from longvid.audit.corpus import Corpus
 from longvid.audit.stats import histogram, hours, ranked
+from longvid.dedup import DedupResult, Pairs, find_duplicates
 
 REPORT_FORMAT = "longvid-audit-v1"
 
@@ -184,50 +183,46 @@ def run_section(corpus: Corpus, audit_run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _embedding_matrix(corpus: Corpus, facts: dict[str, dict[str, Any]]
-                      ) -> tuple[list[int], np.ndarray | None]:
-    """Rows of samples that have an embedding (samples.parquet ``extra`` or KEY.emb.npy)."""
-    idx, vecs = [], []
-    for i, (r, e) in enumerate(zip(corpus.samples, corpus.extras, strict=True)):
-        v = e.get("embedding") or facts.get(r["key"], {}).get("embedding")
-        if v:
-            idx.append(i)
-            vecs.append(np.asarray(v, dtype=np.float32))
-    if not vecs or len({v.shape for v in vecs}) != 1:
-        return [], None
-    return idx, np.stack(vecs)
+def corpus_duplicates(corpus: Corpus, facts: dict[str, dict[str, Any]], cfg: AuditConfig,
+                      exact_found: Pairs | None = None) -> DedupResult:
+    """The duplicates table of the accepted samples (longvid.dedup, the build filter's search);
+    ``exact_found``: exact pairs a distributed group-by already found."""
+    dc = cfg.duplicates
+    s = duplicates.corpus_samples(corpus.samples, corpus.extras, facts)
+    return find_duplicates(s, dc.search, exact=dc.exact, near_cosine=dc.near_cosine,
+                           exact_found=exact_found)
 
 
-def duplicates_section(corpus: Corpus, facts: dict[str, dict[str, Any]], cfg: AuditConfig
-                       ) -> dict[str, Any]:
-    rows = corpus.samples
-    keys = [r["key"] for r in rows]
-    records = [str(r.get("record_id")) for r in rows]
-    out: dict[str, Any] = {"removed_by_build": duplicates.removed_by_build(corpus.rejects)}
-    if cfg.duplicates.exact:
-        hashes = [facts.get(k, {}).get("clip_sha256") or (e.get("scores") or {}).get("clip_sha256")
-                  for k, e in zip(keys, corpus.extras, strict=True)]
-        exact = duplicates.exact_clusters(keys, hashes, records)
-        # every clip is compared: by size first, by SHA-256 where sizes are equal
-        with_clip = sum(1 for r in rows if any(m["ext"] == "mp4" for m in r.get("members") or []))
-        out["exact"] = {"checked": with_clip, "hashed": sum(1 for h in hashes if h),
-                        "clusters": len(exact),
-                        "samples": sum(len(c["keys"]) for c in exact),
-                        "list": exact[: cfg.duplicates.max_clusters]}
-    idx, embs = _embedding_matrix(corpus, facts)
-    if cfg.duplicates.near_cosine is None:
-        out["near"] = {"checked": 0, "skipped": "duplicates.near_cosine is null"}
-    elif embs is None:
-        out["near"] = {"checked": 0, "skipped": "no embeddings in the corpus"}
-    else:
-        near = duplicates.near_clusters([keys[i] for i in idx],
-                                        [str(rows[i].get("bucket")) for i in idx],
-                                        [records[i] for i in idx], embs,
-                                        cfg.duplicates.near_cosine)
-        out["near"] = {"checked": len(idx), "threshold": cfg.duplicates.near_cosine,
-                       "clusters": len(near), "samples": sum(len(c["keys"]) for c in near),
-                       "list": near[: cfg.duplicates.max_clusters]}
-    return out
+def duplicates_section(corpus: Corpus, found: DedupResult, cfg: AuditConfig) -> dict[str, Any]:
+    dc = cfg.duplicates
+    st = found.stats
+    listed, per_signal = duplicates.groups(found.table, dc.max_clusters)
+    hashed = sum(1 for r, e in zip(corpus.samples, corpus.extras, strict=True)
+                 if (e.get("scores") or {}).get("clip_sha256")) if dc.exact else 0
+    notes = []
+    if dc.near_cosine is None:
+        notes.append("embedding duplicates off (duplicates.near_cosine is null)")
+    elif not st.get("embedded"):
+        notes.append("embedding duplicates not checked: no embeddings in the corpus")
+    if dc.search.fingerprint_max_bits is None:
+        notes.append("fingerprint copies off (duplicates.search.fingerprint_max_bits is null)")
+    elif not st.get("fingerprinted"):
+        notes.append("fingerprint copies not checked: no fingerprints in the corpus (built "
+                     "before they were computed)")
+    return {
+        "removed_by_build": duplicates.removed_by_build(corpus.rejects),
+        "signals": {"exact": dc.exact, "near_cosine": dc.near_cosine,
+                    "fingerprint_max_bits": dc.search.fingerprint_max_bits},
+        "checked": {"samples": st.get("samples", 0), "hashed_in_table": hashed,
+                    "exact_pairs": st.get("exact_pairs", 0),
+                    "embedded": st.get("embedded", 0), "clusters": st.get("clusters", 0),
+                    "fingerprinted": st.get("fingerprinted", 0)},
+        "notes": notes,
+        "groups": len({d for d in found.table.column("kept_key").to_pylist()}),
+        "duplicates": found.table.num_rows,
+        "by_signal": per_signal,
+        "list": listed,
+    }
 
 
 def table_problems(corpus: Corpus, shard_problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -255,9 +250,13 @@ def table_problems(corpus: Corpus, shard_problems: list[dict[str, Any]]) -> list
 
 def build_report(corpus: Corpus, shard_results: list[dict[str, Any]], cfg: AuditConfig,
                  audit_run: dict[str, Any], leakage: dict[str, Any] | None = None,
-                 compare: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The whole report (see the module docstring)."""
+                 compare: dict[str, Any] | None = None,
+                 found: DedupResult | None = None) -> dict[str, Any]:
+    """The whole report (see the module docstring); ``found``: the duplicates when the caller
+    computed them already."""
     facts = {f["key"]: f for res in shard_results for f in res.get("facts", [])}
+    if found is None:
+        found = corpus_duplicates(corpus, facts, cfg)
     problems = table_problems(corpus, [p for res in shard_results for p in res["problems"]])
     ingest, p_ingest = accounting.ingest_accounting(corpus)
     build, p_build = accounting.build_accounting(corpus, cfg.report.examples)
@@ -285,7 +284,7 @@ def build_report(corpus: Corpus, shard_results: list[dict[str, Any]], cfg: Audit
                 corpus, list(facts.values()), cfg.report.max_rows),
             "summary_agreement": agreement,
         },
-        "duplicates": duplicates_section(corpus, facts, cfg),
+        "duplicates": duplicates_section(corpus, found, cfg),
         "licences": licences(corpus, facts),
         "run": run_section(corpus, audit_run),
         "config": cfg.model_dump(mode="json", exclude={"s3"}),

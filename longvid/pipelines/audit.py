@@ -4,8 +4,11 @@
 2. One Ray Data task per shard (:func:`longvid.audit.shardcheck.audit_shard`): verify size,
    checksum, headers and member offsets, parse every KEY.json, hash every clip, decode a picked
    fraction of them. Remote shards are read once each, by the worker that checks them.
-3. On the driver: accounting, duplicates, leakage (``against``), comparison (``compare_with``),
-   verdicts; then ``OUT/report.json`` and ``OUT/index.html``.
+3. Duplicates (:mod:`longvid.dedup`, the build filter's search): exact pairs by a Ray Data
+   group-by of clip hashes, embedding and fingerprint pairs inside k-means clusters.
+4. On the driver: accounting, leakage (``against``: ids, embeddings and fingerprints of
+   evaluation videos), comparison (``compare_with``), verdicts; then ``OUT/report.json``,
+   ``OUT/index.html`` and ``OUT/duplicates.parquet``.
 
 Local Ray by default; ``ray.address`` or RAY_ADDRESS for a cluster (every worker must reach the
 corpus root).
@@ -24,21 +27,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from longvid import storage
 from longvid.audit import compare as compare_mod
 from longvid.audit.config import AuditConfig
 from longvid.audit.corpus import Corpus, load_corpus
-from longvid.audit.eval_embed import embedding_leaks, is_video_input, list_videos
+from longvid.audit.duplicates import corpus_samples
+from longvid.audit.eval_embed import (
+    embedding_leaks,
+    eval_frame_hashes,
+    is_video_input,
+    list_videos,
+)
+from longvid.audit.gallery import build_gallery
 from longvid.audit.html import render_html
 from longvid.audit.leakage import EvalItem, id_leaks, normalise_id, read_eval_list
-from longvid.audit.report import build_report
+from longvid.audit.report import build_report, corpus_duplicates
 from longvid.audit.shardcheck import ROW_FIELDS, audit_shard, problem
+from longvid.dedup import DedupResult
+from longvid.dedup.fingerprint import FRAMES
+from longvid.dedup.leaks import fingerprint_leaks
 from longvid.errors import LongvidError
+from longvid.pipelines.dedup_exact import exact_pairs_ray
 
 log = logging.getLogger(__name__)
 
 REPORT_JSON = "report.json"
 REPORT_HTML = "index.html"
+DUPLICATES_PARQUET = "duplicates.parquet"  # longvid.dedup.DUPLICATES_SCHEMA
 _ROW_COLUMNS = ("key", "shard", "members", *(c for c, _, _ in ROW_FIELDS))
 
 
@@ -173,6 +191,64 @@ def _corpus_embeddings(corpus: Corpus, results: list[dict[str, Any]]):
     return keys, records, np.stack(vecs)
 
 
+def find_corpus_duplicates(corpus: Corpus, results: list[dict[str, Any]], cfg: AuditConfig
+                           ) -> DedupResult:
+    """The duplicates table: exact pairs by a Ray Data group-by of the clip hashes, the rest by
+    longvid.dedup on the driver (the build filter's search)."""
+    facts = {f["key"]: f for res in results for f in res.get("facts", [])}
+    exact = None
+    if cfg.duplicates.exact and corpus.samples:
+        hashes = [facts.get(r["key"], {}).get("clip_sha256")
+                  or (e.get("scores") or {}).get("clip_sha256")
+                  for r, e in zip(corpus.samples, corpus.extras, strict=True)]
+        exact = exact_pairs_ray([r["key"] for r in corpus.samples], hashes)
+    return corpus_duplicates(corpus, facts, cfg, exact)
+
+
+def fingerprint_check(corpus: Corpus, videos: list[str], cfg: AuditConfig) -> dict[str, Any]:
+    """Samples that are copies of evaluation videos by perceptual fingerprint (every frame of
+    each evaluation video hashed; longvid.dedup.leaks)."""
+    import numpy as np
+
+    search = cfg.duplicates.search
+    out: dict[str, Any] = {"videos": len(videos), "checked": False,
+                           "max_bits": search.fingerprint_max_bits}
+    s = corpus_samples(corpus.samples, corpus.extras, {})
+    if search.fingerprint_max_bits is None:
+        out["skipped"] = "duplicates.search.fingerprint_max_bits is null"
+        return out
+    if s.fp_valid is None:
+        out["skipped"] = "the corpus has no fingerprints (built before they were computed)"
+        return out
+    hashes, colours, owner, done, failed = [], [], [], [], []
+    for v in videos:
+        try:
+            with storage.local_copy(v) as local:
+                h, c = eval_frame_hashes(str(local))
+        except LongvidError as exc:
+            failed.append({"video": v, "error": str(exc)})
+            continue
+        hashes.append(h)
+        colours.append(c)
+        owner.append(np.full(len(h), len(done)))
+        done.append((v, len(h)))
+    leaks = []
+    if hashes:
+        leaks = fingerprint_leaks(s.fp_hashes, s.fp_colours, s.fp_valid, np.concatenate(hashes),
+                                  np.concatenate(colours), np.concatenate(owner), search)
+    results, leaked = [], set()
+    for k, (v, frames) in enumerate(done):
+        hits = sorted((x for x in leaks if x.video == k), key=lambda x: (x.bits, s.keys[x.row]))
+        leaked.update(str(s.keys[x.row]) for x in hits)
+        results.append({"video": v, "frames": frames, "samples": len(hits),
+                        "matches": [{"key": str(s.keys[x.row]),
+                                     "record_id": str(s.records[x.row]), "bits": int(x.bits)}
+                                    for x in hits[: cfg.report.max_rows]]})
+    out.update(checked=True, results=results, failed=failed, samples=len(leaked),
+               leaked_keys=sorted(leaked))
+    return out
+
+
 def check_leakage(corpus: Corpus, results: list[dict[str, Any]], against: str,
                   cfg: AuditConfig) -> dict[str, Any]:
     """Id matches (always) and embedding matches (video files, embedded corpus)."""
@@ -196,7 +272,8 @@ def check_leakage(corpus: Corpus, results: list[dict[str, Any]], against: str,
         lineage = next((r["embedding_model"] for r in results if r.get("embedding_model")), None)
         keys, records, embs = _corpus_embeddings(corpus, results)
         emb = embedding_leaks(videos, lineage, keys, records, embs, lc.near_cosine, lc.window_s,
-                              lc.frames_per_window, lc.device, cfg.report.max_rows)
+                              lc.frames_per_window, lc.device, cfg.report.max_rows,
+                              cfg.duplicates.search)
         out["embeddings"] = emb
         for res in emb.get("results", []):
             for m in res["matches"][:1]:
@@ -209,8 +286,27 @@ def check_leakage(corpus: Corpus, results: list[dict[str, Any]], against: str,
             problems.append(problem(None, None, "leak_embedding",
                                     f"evaluation video {f['video']} could not be embedded: "
                                     f"{f['error']}"))
+        fp = fingerprint_check(corpus, videos, cfg)
+        out["fingerprints"] = fp
+        limit = cfg.duplicates.search.fingerprint_max_bits
+        for res in fp.get("results", []):
+            for m in res["matches"][:1]:
+                problems.append(problem(
+                    None, m["key"], "leak_fingerprint",
+                    f"evaluation video {res['video']}: sample {m['key']} ({m['record_id']}) "
+                    f"is a copy of its frames (fingerprint {m['bits']} of "
+                    f"{FRAMES * 64} bits apart, at most {limit}; {res['samples']} sample(s))"))
+        for f in fp.get("failed", []):
+            problems.append(problem(None, None, "leak_fingerprint",
+                                    f"evaluation video {f['video']} could not be decoded: "
+                                    f"{f['error']}"))
     out["problems"] = problems
     return out
+
+
+def _say(progress: bool, line: str) -> None:
+    if progress:
+        print(line, file=sys.stderr, flush=True)
 
 
 def run_audit(root: str, out: str, cfg: AuditConfig | None = None, *,
@@ -222,10 +318,25 @@ def run_audit(root: str, out: str, cfg: AuditConfig | None = None, *,
     storage.configure(cfg.s3)
     root = _absolute(root)
     corpus = load_corpus(root)
+    started_ray = connect_ray(cfg)
+    try:
+        t = time.monotonic()
+        results = check_shards(corpus, cfg, progress)
+        shard_seconds = time.monotonic() - t
+        _say(progress, f"audit: duplicates among {len(corpus.samples)} samples")
+        t = time.monotonic()
+        found = find_corpus_duplicates(corpus, results, cfg)
+        dedup_seconds = time.monotonic() - t
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
     t = time.monotonic()
-    results = check_shards(corpus, cfg, progress)
-    shard_seconds = time.monotonic() - t
+    if against:
+        _say(progress, f"audit: leakage against {against}")
     leakage = check_leakage(corpus, results, against, cfg) if against else None
+    leakage_seconds = time.monotonic() - t
     compared = None
     if compare_with:
         compared = compare_mod.compare(compare_mod.figures(corpus),
@@ -241,14 +352,27 @@ def run_audit(root: str, out: str, cfg: AuditConfig | None = None, *,
         "clips_decoded": sum(r.get("decoded", 0) for r in results),
         "decode_fraction": cfg.checks.decode_fraction,
         "task_seconds": round(sum(float(r.get("seconds") or 0) for r in results), 3),
+        "duplicates_seconds": round(dedup_seconds, 3),
+        "leakage_seconds": round(leakage_seconds, 3) if against else None,
+        "samples_in_table": len(corpus.samples),
     }
-    report = build_report(corpus, results, cfg, audit_run, leakage, compared)
-    report["run"]["audit"]["wall_seconds"] = round(time.monotonic() - started, 3)
+    report = build_report(corpus, results, cfg, audit_run, leakage, compared, found)
     out = _absolute(out)
     json_uri, html_uri = storage.join(out, REPORT_JSON), storage.join(out, REPORT_HTML)
     if not storage.is_remote(out):
         Path(out).mkdir(parents=True, exist_ok=True)
+    if cfg.gallery.enabled:
+        _say(progress, "audit: gallery")
+        t = time.monotonic()
+        report["gallery"] = build_gallery(corpus.root, out, corpus.samples,
+                                          report["duplicates"]["list"], corpus.rejects,
+                                          cfg.gallery)
+        report["run"]["audit"]["gallery_seconds"] = round(time.monotonic() - t, 3)
+    report["run"]["audit"]["wall_seconds"] = round(time.monotonic() - started, 3)
     storage.write_bytes(json_uri, (json.dumps(report, indent=1, ensure_ascii=False,
                                               default=str) + "\n").encode("utf-8"))
     storage.write_bytes(html_uri, render_html(report).encode("utf-8"))
+    buf = pa.BufferOutputStream()
+    pq.write_table(found.table, buf)
+    storage.write_bytes(storage.join(out, DUPLICATES_PARQUET), buf.getvalue().to_pybytes())
     return AuditResult(report, json_uri, html_uri)

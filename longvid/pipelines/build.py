@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from longvid import storage
-from longvid.annotate.dedup import corpus_filter
+from longvid.dedup.filter import corpus_filter
 from longvid.errors import ConfigError, LongvidError, StorageError
 from longvid.pipelines.config import BuildConfig, content_hash
 from longvid.pipelines.finalize import finalize

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from longvid.annotate.config import AnnotateConfig
 from longvid.config import RayConfig, S3Config, Section
+from longvid.dedup.config import DedupConfig
 from longvid.ingest.config import SourceConfig
 from longvid.media.cut import EncodeProfile
 from longvid.segment.config import DetectConfig, SegmentConfig
@@ -169,6 +170,10 @@ class BuildConfig(Section):
     annotate: AnnotateConfig = Field(
         default_factory=AnnotateConfig, description="annotation stages (longvid.annotate)"
     )
+    dedup: DedupConfig = Field(
+        default_factory=DedupConfig,
+        description="duplicate search at the build's finish (longvid.dedup; with stage filter)",
+    )
     shards: ShardsConfig = Field(default_factory=ShardsConfig, description="WebDataset shards")
     stages: list[str] = Field(
         ["probe", "scan", "segment", "cut"],
@@ -195,6 +200,7 @@ CONTENT_SECTIONS = (
     "encode",
     "caption",
     "annotate",
+    "dedup",
     "shards",
     "stages",
     "seed",

@@ -53,7 +53,7 @@ def finalize(
     """Write index.json, parts.json and summary.json from the markers (in unit order).
 
     ``corpus_filter`` (rows → kept rows, reject rows) needs every sample row at once (duplicates,
-    longvid.annotate.dedup): when one is configured, the sample parts are read and the parts
+    longvid.dedup.filter): when one is configured, the sample parts are read and the parts
     that lose rows are rewritten; its rejects accumulate in ``rejects.parquet/corpus-filter``."""
     committed = [markers[u.unit_id] for u in units if u.unit_id in markers]
     shards = [ShardInfo.from_dict(s) for m in committed for s in m.shards]

@@ -64,6 +64,8 @@ class VideoWork:
     frame_times: np.ndarray | None = None  # (N,) float64, times of the decoded frames
     motion: np.ndarray | None = None  # (N,) float32, mean |Δluma| to the previous frame, 0..255
     luma: np.ndarray | None = None  # (N,) float32, mean luma per frame, 0..255
+    frame_hashes: np.ndarray | None = None  # (N,) uint64, DCT hash per frame (dedup.fingerprint)
+    frame_colours: np.ndarray | None = None  # (N, 3) uint8, mean colour per frame
     kept_frames: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (t, H×W×3 RGB)
     specs: list[SampleSpec] = field(default_factory=list)
     outputs: list[SampleOutput] = field(default_factory=list)

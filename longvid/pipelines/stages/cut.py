@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from longvid.dedup.fingerprint import clip_fingerprint, to_hex
 from longvid.errors import LongvidError
 from longvid.media.cut import CutResult, cut_copy, transcode
 from longvid.pipelines.captions import main_caption
@@ -57,6 +58,14 @@ def span_scores(work: VideoWork, start: float, end: float, black: float) -> dict
         "static_fraction": _r(float((motion < 0.5).mean())),
         "frames_scored": int(hi - lo),
     }
+
+
+def span_fingerprint(work: VideoWork, start: float, end: float) -> dict[str, str] | None:
+    """The perceptual fingerprint of ``[start, end)`` from the decode pass's frame hashes."""
+    if work.frame_hashes is None or work.frame_times is None:
+        return None
+    fp = clip_fingerprint(work.frame_times, work.frame_hashes, work.frame_colours, start, end)
+    return None if fp is None else to_hex(fp)
 
 
 class Cut(Stage):
@@ -184,6 +193,9 @@ class Cut(Stage):
                 "planned_end": _r(spec.end),
             },
         }
+        fingerprint = span_fingerprint(work, res.start, res.end)
+        if fingerprint is not None:  # copies across videos (longvid.dedup), KEY.json and row
+            meta["fingerprint"] = row["extra"]["fingerprint"] = fingerprint
         members = {"mp4": clip, "json": encode_json(meta), "txt": caption.encode("utf-8")}
         return SampleOutput(key=key, members=members, row=row)
 

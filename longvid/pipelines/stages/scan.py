@@ -10,6 +10,7 @@ from typing import Any
 import av.error
 import numpy as np
 
+from longvid.dedup.fingerprint import frame_hashes
 from longvid.errors import MediaError
 from longvid.media.container import Clock, ffmpeg_reason, open_video
 from longvid.media.decode import RGBConverter, output_size
@@ -53,12 +54,15 @@ def keep_targets(duration: float, k: int) -> list[float]:
 
 
 class FrameScores:
-    """Per-frame mean luma and motion (mean |Δluma| to the previous frame), 0..255, computed a
-    batch of frames at a time."""
+    """Per-frame mean luma and motion (mean |Δluma| to the previous frame), 0..255, and the
+    perceptual hash and mean colour of each frame (longvid.dedup.fingerprint), computed a batch
+    of frames at a time."""
 
     def __init__(self) -> None:
         self.luma: list[np.ndarray] = []
         self.motion: list[np.ndarray] = []
+        self.hashes: list[np.ndarray] = []
+        self.colours: list[np.ndarray] = []
         self._prev: np.ndarray | None = None
 
     def add(self, frames: np.ndarray) -> None:
@@ -69,6 +73,15 @@ class FrameScores:
         self.luma.append(gray.mean(axis=(1, 2)))
         self.motion.append(np.abs(both[1:] - both[:-1]).mean(axis=(1, 2)))
         self._prev = gray[-1:]
+        hashes, colours = frame_hashes(frames)  # [B] uint64, [B, 3] uint8
+        self.hashes.append(hashes)
+        self.colours.append(colours)
+
+    def fingerprints(self) -> tuple[np.ndarray, np.ndarray]:
+        """(hashes ``[N]`` uint64, colours ``[N, 3]`` uint8) of every frame added."""
+        if not self.hashes:
+            return np.zeros(0, np.uint64), np.zeros((0, 3), np.uint8)
+        return np.concatenate(self.hashes), np.concatenate(self.colours)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         if not self.luma:
@@ -135,6 +148,7 @@ class Scan(Stage):
         # decoders deliver frames in presentation order, so index i is the i-th frame shown
         work.frame_times = np.asarray(times, dtype=np.float64)
         work.luma, work.motion = scores.arrays()
+        work.frame_hashes, work.frame_colours = scores.fingerprints()
         if detector is not None:
             work.cuts = [float(work.frame_times[i]) for i in detector.finish()]
         work.notes["decode_errors"] = errors[0]
