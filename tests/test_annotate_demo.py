@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from longvid.annotate.export import export_videochat_flash
 from longvid.annotate.qa import verify
 from longvid.annotate.timeline import Timeline
 from longvid.cli import main
+from longvid.ingest.generic import id_from_path
 from longvid.media.probe import probe
 from longvid.shards import read_sample
 from longvid.training.data.sample import default_conversation
@@ -33,11 +35,27 @@ def corpus(built_corpus: Path) -> tuple[Path, list[dict], dict[str, dict]]:
     return built_corpus, rows, metas
 
 
-def test_every_accepted_sample_has_captions_qa_and_embeddings(corpus):
+def uncaptioned_generic_videos(sample_corpus: Path) -> set[str]:
+    """Record ids of the plain-folder videos that nothing but a model could caption: listed
+    without text (the demo's captioner has random weights, and random words are no caption)."""
+    lines = [json.loads(x) for x in (sample_corpus / "generic" / "manifest.jsonl").read_text()
+             .splitlines() if x.strip()]
+    return {"generic:" + id_from_path(x["path"]) for x in lines if not x.get("text")}
+
+
+def test_every_accepted_sample_has_captions_qa_and_embeddings(corpus, sample_corpus):
     root, rows, metas = corpus
     assert len(rows) > 50
+    rejects = pq.read_table(root / "rejects.parquet").to_pylist()
     summary = json.loads((root / "summary.json").read_text())
-    assert summary["records"]["rejected"] == 0  # nothing in the sample corpus is filtered
+    # one reject row per video listed without text, none for single samples
+    assert summary["records"]["rejected"] == len(rejects) > 0
+    assert all("#" not in r["locator"] for r in rejects)
+    assert {(r["stage"], r["reason"]) for r in rejects} == {("filter", "filter:no_caption")}
+    assert {r["record_id"] for r in rejects} == uncaptioned_generic_videos(sample_corpus)
+    # QA items per task in the build summary: the samples' items, counted
+    per_task = Counter(q["task"] for m in metas.values() for q in m["qa"])
+    assert summary["qa_by_task"] == dict(per_task) and per_task["temporal_grounding_mc"] > 0
     for r in rows:
         m = metas[r["key"]]
         exts = {x["ext"] for x in r["members"]}
@@ -54,6 +72,35 @@ def test_every_accepted_sample_has_captions_qa_and_embeddings(corpus):
             assert "shotemb.npy" in exts, r["key"]
 
 
+def test_a_sub_clip_never_carries_a_whole_video_caption(corpus):
+    """Texts without a time range describe the whole video: they caption a sample only when it
+    is the whole video."""
+    _, rows, metas = corpus
+    whole_captions = 0
+    for r in rows:
+        m = metas[r["key"]]
+        video_level = {t["text"].strip() for t in m["texts"] if t.get("scope") == "video"}
+        if m["caption"] in video_level:
+            whole_captions += 1
+            assert m["span"]["start"] <= 0.5, r["key"]
+            assert m["span"]["end"] >= m["source_video"]["duration"] - 0.5, r["key"]
+    assert whole_captions > 0  # WebVid names and the folder's texts, on whole videos
+
+
+def test_no_random_model_text_outside_lineage(corpus):
+    """The demo's captioner has random weights: its words stay in lineage."""
+    _, rows, metas = corpus
+    for r in rows:
+        m = metas[r["key"]]
+        lin = m["lineage"]["model_captions"]
+        assert lin["random_weights"] is True and lin["random_text"], r["key"]
+        data = json.dumps({k: m.get(k) for k in ("caption", "captions", "events", "scenes",
+                                                 "qa", "conversations")}) + (r["caption"] or "")
+        assert "model:random-" not in data, r["key"]
+        for c in lin["random_text"]:
+            assert c["text"] not in data, (r["key"], c["text"])
+
+
 def test_long_samples_of_every_long_source_have_checked_qa(corpus):
     _, rows, metas = corpus
     longs = [r for r in rows if r["bucket"] == "long"]
@@ -67,7 +114,8 @@ def test_long_samples_of_every_long_source_have_checked_qa(corpus):
             assert verify(q, tl) is None, (r["key"], q)
             tasks.add(q["task"])
     assert tasks == {"long_video_description", "temporal_grounding", "event_relationship",
-                     "scene_relationship", "event_counting"}
+                     "scene_relationship", "event_counting", "temporal_grounding_mc",
+                     "event_counting_mc"}
 
 
 def test_stock_webdataset_reads_the_embeddings(corpus):
@@ -96,7 +144,8 @@ def test_videochat_flash_export_of_clips(corpus, tmp_path):
     entries = doc["datasets"]
     names = {Path(e["json_path"]).name for e in entries}
     assert {"long_temporal_grounding.json", "long_event_counting.json",
-            "long_long_video_description.json", "short_short_caption.json"} <= names
+            "long_long_video_description.json", "short_short_caption.json",
+            "long_temporal_grounding_mc.json", "long_event_counting_mc.json"} <= names
     total = 0
     for e in entries:
         assert e["sampling_strategy"] == "first:50%" and Path(e["json_path"]).is_absolute()
@@ -111,6 +160,12 @@ def test_videochat_flash_export_of_clips(corpus, tmp_path):
                 {"from": "human", "value": "<image>\n" + q["question"]},
                 {"from": "gpt", "value": q["answer"]}]
             assert "start" not in rec and rec["video"] == f"{m['source']}/{key}.mp4"
+            if rec["task"].endswith("_mc"):  # VideoChat-Flash's multiple-choice layout
+                human, gpt = (t["value"] for t in rec["conversations"])
+                assert "\nOptions:\n(A) " in human and "\n(D) " in human
+                assert human.endswith("Answer with the option's letter from the given choices "
+                                      "directly.")
+                assert gpt[:4] in ("(A) ", "(B) ", "(C) ", "(D) ")
             # the trainer joins data_root and video: that file is the sample's clip
             assert (Path(e["data_root"]) / rec["video"]).is_file()
     assert total == sum(len(m["qa"]) for m in metas.values())

@@ -142,6 +142,7 @@ def test_random_captioner_from_config_gives_one_text_per_frame_in_batches():
     assert lin["decoding"] == {"do_sample": False, "num_beams": 1, "max_new_tokens": 5,
                                "min_new_tokens": 3}
     assert lin["model"].startswith("model:random-") and lin["random_model"] == TINY_CAPTIONER
+    assert cap.random and lin["random_weights"] is True  # built from a config: random
 
 
 def test_captioner_loads_a_saved_model_from_a_local_directory(saved_captioner):
@@ -151,6 +152,21 @@ def test_captioner_loads_a_saved_model_from_a_local_directory(saved_captioner):
     assert len(texts) == 3 and all(2 <= len(t.split()) <= 4 for t in texts)
     assert cap.name == f"model:{saved_captioner.name}"
     assert cap.lineage()["model_path"] == str(saved_captioner)
+    # saved straight after a random init: the marker file says so; the config can overrule it
+    assert cap.random and cap.lineage()["random_weights"] is True
+    trusted = Captioner(ModelCaptionsConfig(model_path=str(saved_captioner), device="cpu",
+                                            random_weights=False))
+    assert not trusted.random
+
+
+def test_a_model_directory_without_the_marker_is_trusted(tmp_path):
+    from longvid.annotate.provenance import RANDOM_MARKER, mark_random, weights_random
+
+    assert not weights_random(str(tmp_path), False, None)
+    assert weights_random(None, True, None)  # built from a config
+    mark_random(tmp_path, {"seed": 0})
+    assert (tmp_path / RANDOM_MARKER).is_file() and weights_random(str(tmp_path), False, None)
+    assert not weights_random(str(tmp_path), False, False)
 
 
 def test_captioner_config_errors(tmp_path):
@@ -195,6 +211,14 @@ def test_rewriter_runs_a_saved_lm_and_keeps_templates_it_cannot_improve(saved_lm
     assert not items[0].rewritten and not items[1].rewritten
     assert rw.used == sum(it.rewritten for it in items)
     assert rw.lineage()["decoding"]["do_sample"] is False
+    assert rw.random  # the fixture marked its random weights
+    # apply=False (a random model): usable rewrites come back, the questions stay
+    again = [QAItem(it.task, q, a, c) for it, (q, a, c) in zip(items, before, strict=True)]
+    usable = rw.rewrite(again, apply=False)
+    assert [it.question for it in again] == [q for q, _, _ in before]
+    assert not any(it.rewritten for it in again)
+    assert usable == [g for (q, _, _), g in zip(before, generated, strict=True)
+                      if keeps_facts(q, g)]
 
 
 def test_a_shot_without_its_own_frame_takes_the_nearest_one():

@@ -7,12 +7,13 @@ import io
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from longvid.annotate import stages as ast
 from longvid.annotate.embed import cosine, pool
-from longvid.annotate.frames import decode_frames, shot_spans
+from longvid.annotate.frames import caption_segments, decode_frames, shot_spans
 from longvid.annotate.qa import verify
 from longvid.annotate.timeline import Event, Timeline, covered_fraction
 from longvid.media.ffmpeg import run_ffmpeg
@@ -22,7 +23,7 @@ from tests.fixtures.annotate import build_config, run_all_stages
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 TASKS = {"long_video_description", "temporal_grounding", "event_relationship",
-         "scene_relationship", "event_counting"}
+         "scene_relationship", "event_counting", "temporal_grounding_mc", "event_counting_mc"}
 
 
 def meta(out) -> dict:
@@ -35,8 +36,14 @@ def npy(data: bytes) -> np.ndarray:
 
 def test_every_sample_gets_captions_scores_embeddings_and_qa(annotated_works):
     outs = annotated_works.outputs()
-    assert {w.record_id for w in annotated_works.works if not w.failed} == {
-        r["record_id"] for r in annotated_works.records}
+    # the videos listed without any text: only the random captioner describes them, and random
+    # words are not captions, so nothing does: they are rejected at the end
+    textless = {r["record_id"] for r in annotated_works.records if not r["texts"]}
+    assert "generic:no-text" in textless
+    failed = {w.record_id: w for w in annotated_works.works if w.failed}
+    assert set(failed) == textless
+    for w in failed.values():
+        assert {(r.stage, r.reason) for r in w.rejects} == {("filter", "filter:no_caption")}
     assert {o.row["bucket"] for o in outs} == {"short", "long"}
     for out in outs:
         m = meta(out)
@@ -65,7 +72,7 @@ def test_every_sample_gets_captions_scores_embeddings_and_qa(annotated_works):
 
 def test_long_samples_have_timelines_and_answers_that_check_out(annotated_works):
     longs = [o for o in annotated_works.outputs() if o.row["bucket"] == "long"]
-    assert len(longs) == 5  # ego4d, howto100m, hdvila (joined clips), miradata, generic
+    assert len(longs) == 4  # ego4d, howto100m, hdvila (joined clips), miradata
     for out in longs:
         m = meta(out)
         tl = Timeline.from_dict({"duration": m["clip"]["duration"], "events": m["events"],
@@ -75,7 +82,11 @@ def test_long_samples_have_timelines_and_answers_that_check_out(annotated_works)
         assert [(e.start, e.end) for e in tl.events] == sorted((e.start, e.end)
                                                                for e in tl.events)
         got = {q["task"] for q in m["qa"]}
-        assert {"long_video_description", "temporal_grounding", "event_counting"} <= got <= TASKS
+        assert "temporal_grounding" in got and got <= TASKS
+        visual = [e for e in m["events"] if e["kind"] != "asr"]
+        assert ("long_video_description" in got) == bool(visual)  # speech describes nothing
+        speech = {e["text"] for e in m["events"] if e["kind"] == "asr"}
+        assert not speech & {s["text"] for s in m["scenes"]}
         for q in m["qa"]:
             assert verify(q, tl) is None, (out.key, q)
         assert out.row["extra"]["qa"] == {t: sum(q["task"] == t for q in m["qa"])
@@ -99,26 +110,56 @@ def test_events_come_from_source_texts_and_fill_from_clips_where_there_are_none(
     # the joined HD-VILA sample: one event per release clip, at the clip's span
     spans = {(round(t["start"], 3), round(t["end"], 3)) for t in hd["texts"]}
     assert {(e["start"], e["end"]) for e in hd["events"]} == spans
-    gen = by_source["generic"]  # listed without any text
-    assert not gen["texts"]
-    assert gen["events"] and all(e["origin"].startswith(("clip:", "model:"))
-                                 for e in gen["events"])
-    assert any(e["origin"].startswith("clip:") for e in gen["events"])
+    assert "generic" not in by_source  # the text-less 70 s video is rejected (no caption)
 
 
-def test_model_captions_fill_the_main_caption_of_samples_without_text(annotated_works):
-    cfg = annotated_works.cfg.annotate.model_captions
-    words = set(cfg.random_model["words"])
-    gen = [o for w in annotated_works.works if w.source == "generic" for o in w.outputs]
-    assert gen
+RANDOM_TEXT_FIELDS = ("caption", "captions", "events", "scenes", "qa", "conversations")
+
+
+def test_no_random_model_text_outside_lineage(annotated_works):
+    """The tests' captioner has random weights: its captions are in lineage, nowhere else."""
+    seen = 0
+    for out in annotated_works.outputs():
+        m = meta(out)
+        lin = m["lineage"]["model_captions"]
+        assert lin["random_weights"] is True
+        randoms = [c["text"] for c in lin["random_text"]]
+        assert randoms and all(c["origin"].startswith("model:random-") for c in lin["random_text"])
+        seen += len(randoms)
+        data = json.dumps({k: m.get(k) for k in RANDOM_TEXT_FIELDS}) + out.members["txt"].decode()
+        assert "model:random-" not in data, out.key
+        for text in randoms:
+            assert text not in data, (out.key, text)
+
+
+def test_allow_random_text_lets_model_captions_fill_samples_without_text(annotated_works,
+                                                                         tmp_path):
+    rec = next(r for r in annotated_works.records if r["record_id"] == "generic:no-text")
+    cfg = build_config(allow_random_text=True)
+    (work,) = run_all_stages([rec], cfg, tmp_path)
+    assert not work.failed
+    gen = work.outputs
+    long = [meta(o) for o in gen if o.row["bucket"] == "long"]
+    assert len(long) == 1 and long[0]["events"] and all(
+        e["origin"].startswith(("clip:", "model:")) for e in long[0]["events"])
+    assert any(e["origin"].startswith("clip:") for e in long[0]["events"])
+    mc = cfg.annotate.model_captions
+    words = set(mc.random_model["words"])
     for out in gen:
         m = meta(out)
         model_caps = [c for c in m["captions"] if c["origin"].startswith("model:random-")]
-        n = cfg.frames_long if m["bucket"] == "long" else 1
-        assert len(model_caps) == (n if m["bucket"] == "long" else 1)
+        assert "random_text" not in m["lineage"]["model_captions"]
+        if m["bucket"] == "long":  # dense captions: one per shot, long shots per window
+            segs = caption_segments(m["clip"]["duration"], m["shots"], mc.window_s,
+                                    mc.max_segments)
+            assert [(c["start"], c["end"]) for c in model_caps] == segs
+            assert len(segs) >= len(m["shots"]) + 1
+            assert all(b - a <= mc.window_s + 1e-3 for a, b in segs)
+        else:
+            assert len(model_caps) == 1
         for c in model_caps:
             assert set(c["text"].replace(",", " ").split()) - {"then"} <= words
-        if m["bucket"] == "long":  # one timed caption per frame, tiling the sample
+        if m["bucket"] == "long":  # the segments tile the sample
             assert model_caps[0]["start"] == 0.0
             assert model_caps[-1]["end"] == pytest.approx(m["clip"]["duration"], abs=1e-3)
             assert all(a["end"] == b["start"] for a, b in zip(model_caps, model_caps[1:],
@@ -224,3 +265,32 @@ def test_video_text_filter_uses_the_embedding_cosine(annotated_works, tmp_path):
         assert value < 0.0
     assert len(kept) + len(dropped) == len(
         [o for w in annotated_works.works if w.record_id == rec["record_id"] for o in w.outputs])
+
+
+def test_frames_can_come_from_the_builds_single_decode_pass(annotated_works, tmp_path):
+    """frames.from_decode_pass: the model stages see the scan stage's kept frames inside each
+    sample (no second decode of the clip)."""
+    rec = next(r for r in annotated_works.records if r["source"] == "ego4d")
+    cfg = build_config(["filter", "captions", "frames", "model_captions", "embed"],
+                       frames={"from_decode_pass": True, "min_pass_frames": 2})
+    cfg = cfg.model_copy(update={"detect": cfg.detect.model_copy(update={"keep_frames": 40})})
+    (work,) = run_all_stages([rec], cfg, tmp_path)
+    assert not work.failed and len(work.kept_frames) == 40
+    embedder = ast._cached("embedder", cfg.annotate.embed.model_dump_json(), ast._make_embedder)
+    sources = set()
+    for out in work.outputs:
+        m = meta(out)
+        a, b = m["span"]["start"], m["span"]["end"]
+        kept = [(t - a, f) for t, f in work.kept_frames if a - 1e-6 <= t < b - 1e-6]
+        source = m["lineage"]["model_captions"]["frames_from"]
+        sources.add(source)
+        assert source == ("decode_pass" if len(kept) >= 2 else "clip"), out.key
+        if source == "decode_pass":
+            assert m["embedding"]["frame_times"] == [round(t, 3) for t, _ in kept]
+            w, h = m["clip"]["width"], m["clip"]["height"]
+            s = 32 / min(w, h)
+            frames = np.stack([cv2.resize(f, (round(w * s), round(h * s)),
+                                          interpolation=cv2.INTER_AREA) for _, f in kept])
+            video = npy(out.members["emb.npy"])
+            assert np.allclose(pool(embedder.encode_frames(frames)), video, atol=1e-5)
+    assert "decode_pass" in sources

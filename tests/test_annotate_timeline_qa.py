@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from longvid.annotate.captions import source_captions
 from longvid.annotate.config import EventsConfig, QAConfig
+from longvid.annotate.counting import action_key, verb_object_groups
 from longvid.annotate.qa import (
     QAItem,
     conversations,
@@ -24,7 +25,6 @@ from longvid.annotate.timeline import (
     Timeline,
     build_timeline,
     join_asr,
-    normalise,
 )
 from longvid.segment.policy import retime_texts
 
@@ -168,7 +168,8 @@ def test_all_five_tasks_with_answers_that_match_the_timeline():
     tl = known_timeline()
     items = by_task(make_qa(tl, "k", 0, QAConfig(order_events=3)))
     assert set(items) == {"long_video_description", "temporal_grounding", "event_relationship",
-                          "scene_relationship", "event_counting"}
+                          "scene_relationship", "event_counting", "temporal_grounding_mc",
+                          "event_counting_mc"}
     for it in items.values():
         assert verify(it, tl) is None, (it.task, verify(it, tl))
 
@@ -188,8 +189,8 @@ def test_all_five_tasks_with_answers_that_match_the_timeline():
     assert starts == sorted(starts) and len(starts) == 2  # only 2 unique texts can be ordered
 
     c = items["event_counting"]
-    assert c.check == {"label": normalise("C opens the fridge"), "count": 2}  # repeated first
-    assert c.answer == "It happens 2 times."
+    assert (c.check["key"], c.check["count"], c.check["events"]) == ("open|fridge", 2, [0, 2])
+    assert c.answer == "It happens 2 times, starting at 2.0 s, 15.0 s."
 
     s = items["scene_relationship"]
     anchor, target = tl.scenes[s.check["anchor"]], tl.scenes[s.check["scene"]]
@@ -198,6 +199,30 @@ def test_all_five_tasks_with_answers_that_match_the_timeline():
     else:
         assert target.end == anchor.start
     assert target.text.lower() in s.answer.lower() and anchor.text in s.question
+
+
+def test_multiple_choice_items_hold_exactly_one_answer_at_their_letter():
+    tl = known_timeline()
+    items = by_task(make_qa(tl, "k", 0, QAConfig()))
+    g = items["temporal_grounding_mc"]
+    e = tl.events[g.check["event"]]
+    assert g.question.count("\n(") == 4 and g.question.endswith(
+        "Answer with the option's letter from the given choices directly.")
+    k = g.check["correct"]
+    assert g.answer.startswith(f"({'ABCD'[k]}) From ")
+    on = [j for j, (a, b) in enumerate(g.check["options"])
+          if abs(a - e.start) <= 0.15 and abs(b - e.end) <= 0.15]
+    assert on == [k]
+    c = items["event_counting_mc"]
+    assert sorted(set(c.check["options"])) == sorted(c.check["options"])  # four distinct counts
+    assert c.check["options"][c.check["correct"]] == c.check["count"] == 2
+    # planted: a second correct option, a wrong letter
+    two = QAItem(g.task, g.question, g.answer, {**g.check, "options": [
+        g.check["options"][k]] * 2 + g.check["options"][2:]})
+    assert "exactly one" in verify(two, tl)
+    letter = "ABCD"[(k + 1) % 4]
+    wrong = QAItem(g.task, g.question, f"({letter}) x", g.check)
+    assert "letter" in verify(wrong, tl)
 
 
 def test_order_of_three_events_lists_letters_in_time_order():
@@ -287,7 +312,10 @@ def test_every_generated_answer_verifies(tl, seed, k):
             a, b = item.check["span"]
             assert a <= e.start + 1e-9 and e.end <= b + 1e-9
         if item.task == "event_counting":
-            assert item.check["count"] == sum(e.label == item.check["label"] for e in tl.events)
+            keys = [action_key(e.text) for e in tl.events]
+            assert item.check["events"] == [i for i, k in enumerate(keys)
+                                            if k == item.check["key"]]
+            assert item.check["count"] >= 2
 
 
 def test_outward_rounding_contains_the_span():
@@ -322,7 +350,113 @@ def test_timelines_of_sample_corpus_videos_follow_the_ground_truth(sample_corpus
             assert any(" ".join(s["text"].split()[:4]) in e.text for s in inside), (
                 e, [s["text"] for s in inside])
         items = make_qa(tl, rec["record_id"], 0, QAConfig())
-        assert {"long_video_description", "temporal_grounding", "event_counting"} <= {
-            it.task for it in items}
+        tasks = {it.task for it in items}
+        assert "temporal_grounding" in tasks
+        # a description only of what is shown: HowTo100M's and HD-VILA's texts are speech
+        visual = [e for e in tl.events if e.kind != "asr"]
+        assert ("long_video_description" in tasks) == bool(visual)
+        assert bool(visual) == (source in ("ego4d", "miradata"))
+        # counting is asked exactly when an action happens at least twice
+        repeats = any(g.count >= 2 for g in verb_object_groups(tl.events, 10.0))
+        assert ("event_counting" in tasks) == repeats
         for it in items:
             assert verify(it, tl) is None, (it, verify(it, tl))
+
+
+# ---- text scope -------------------------------------------------------------------------------
+
+
+def test_narration_spans_run_between_neighbouring_narrations_of_their_pass():
+    caps = [cap(10.0, None, "C picks up a knife", "narration", "narration_pass_1"),
+            cap(11.0, None, "C cuts the onion", "narration", "narration_pass_1"),
+            cap(20.0, None, "C washes the knife", "narration", "narration_pass_1"),
+            cap(10.6, None, "C grabs the knife", "narration", "narration_pass_2")]
+    tl = build_timeline(caps, 60.0, [], [], EventsConfig(point_event_s=4.0))
+    got = {(e.text, e.start, e.end) for e in tl.events}
+    assert got == {
+        ("C picks up a knife", 8.0, 10.5),  # no earlier narration: 2 s before; then the midpoint
+        ("C cuts the onion", 10.5, 13.0),  # midpoint with 10 s; the next is 9 s away: 2 s cap
+        ("C washes the knife", 18.0, 22.0),
+        ("C grabs the knife", 8.6, 12.6),  # pass 2 has no neighbours: its own timeline
+    }
+    # spans of one pass never overlap
+    p1 = sorted((e.start, e.end) for e in tl.events if e.origin == "narration_pass_1")
+    assert all(a[1] <= b[0] for a, b in zip(p1, p1[1:], strict=False))
+    fixed = build_timeline(caps, 60.0, [], [], EventsConfig(point_event_s=4.0,
+                                                            point_event_rule="fixed"))
+    assert {(e.text, e.start, e.end) for e in fixed.events} >= {("C cuts the onion", 9.0, 13.0)}
+
+
+def test_a_whole_video_text_is_never_the_caption_of_a_sub_clip():
+    from longvid.pipelines.captions import main_caption
+
+    texts = retime_texts([{"start": None, "end": None, "text": "a red screen, then a blue grid",
+                           "kind": "caption", "origin": "text"},
+                          {"start": 1.0, "end": 4.0, "text": "hello there", "kind": "asr",
+                           "origin": "asr"}], 0.0, 5.0)
+    assert main_caption(texts, [], 100, whole_video=True) == "a red screen, then a blue grid"
+    assert main_caption(texts, [], 100, whole_video=False) == "hello there"
+    assert main_caption(texts[:1], [], 100, whole_video=False) == ""
+    # it stays video-level context: a caption record without times, never an event
+    caps = source_captions(texts, 5.0)
+    assert caps[0]["start"] is None and caps[0]["text"] == "a red screen, then a blue grid"
+    tl = build_timeline(caps, 5.0, [], [], EventsConfig())
+    assert [e.text for e in tl.events] == ["hello there"]
+
+
+def test_texts_spanning_the_whole_video_are_marked_video_level():
+    from longvid.pipelines.captions import main_caption, mark_video_level, video_level
+
+    source = [{"start": 0.0, "end": 14.6, "text": "a webvid name", "kind": "title",
+               "origin": "name"},
+              {"start": 0.0, "end": None, "text": "a folder text", "kind": "caption",
+               "origin": "text"},
+              {"start": 0.0, "end": None, "text": "C opens a door", "kind": "narration",
+               "origin": "narration_pass_1"},  # a point in time at 0 s, not the whole video
+              {"start": 3.0, "end": 9.0, "text": "a clip text", "kind": "caption",
+               "origin": "text"}]
+    assert [video_level(t, 15.0) for t in source] == [True, True, False, False]
+    sub = mark_video_level(retime_texts(source, 0.0, 5.0), source, 15.0)
+    assert {t["text"] for t in sub if t.get("scope") == "video"} == {"a webvid name",
+                                                                     "a folder text"}
+    # the 0-5 s clip: neither whole-video text is its caption, nor an event of it
+    assert main_caption(sub, [], 100, whole_video=False) == "C opens a door"
+    assert main_caption(sub, [], 100, whole_video=True) == "a folder text"  # the name: clipped
+    caps = source_captions(sub, 5.0)
+    tl = build_timeline(caps, 5.0, [], [], EventsConfig())
+    assert [e.text for e in tl.events] == ["C opens a door"]
+
+
+# ---- speech stays speech ----------------------------------------------------------------------
+
+
+def test_asr_is_speech_never_a_scene_description_or_a_counted_action():
+    caps = [cap(0.0, 4.0, "so now we open the box", "asr", "caption"),
+            cap(10.0, 14.0, "so now we open the box", "asr", "caption"),
+            cap(20.0, 24.0, "and that is it", "asr", "caption")]
+    clips = [{"start": 4.0, "end": 10.0, "text": "a red box on a table", "kind": "caption",
+              "origin": "model:captioner"}]
+    tl = build_timeline(caps, 30.0, [4.0, 10.0, 20.0], clips, EventsConfig())
+    assert {e.kind for e in tl.events} == {"asr", "caption"}
+    # scenes: only the clip describes one; speech describes none
+    assert [(s.start, s.text) for s in tl.scenes] == [
+        (0.0, None), (4.0, "a red box on a table"), (10.0, None), (20.0, None)]
+    items = {it.task: it for it in make_qa(tl, "k", 0, QAConfig(per_task=5))}
+    d = items["long_video_description"]
+    assert "a red box on a table" in d.answer and "open the box" not in d.answer
+    assert "event_counting" not in items  # "open the box" is said twice, not done twice
+    g = items["temporal_grounding"]
+    if tl.events[g.check["event"]].kind == "asr":
+        assert " said" in g.question or "say" in g.question
+    for it in items.values():
+        assert verify(it, tl) is None
+
+
+def test_caption_segments_are_shots_with_long_shots_split_into_windows():
+    from longvid.annotate.frames import caption_segments
+
+    segs = caption_segments(60.0, [5.0, 30.0], window_s=10.0, max_segments=64)
+    assert segs == [(0.0, 5.0), (5.0, 13.333), (13.333, 21.667), (21.667, 30.0),
+                    (30.0, 40.0), (40.0, 50.0), (50.0, 60.0)]
+    few = caption_segments(60.0, [5.0, 30.0], window_s=10.0, max_segments=3)
+    assert few == [segs[0], segs[3], segs[6]]

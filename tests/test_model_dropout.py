@@ -3,6 +3,7 @@ text-guided choice by attention, renumbered positions, generation after dropping
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from longvid.training.model.config import DropoutConfig
@@ -30,9 +31,14 @@ def dense_inputs(model, ids):
 
 
 def test_index_choices():
-    assert uniform_keep_indices(8, 4).tolist() == [1, 3, 5, 7]
+    # linspace(0, n - 1, keep) truncated: both ends are always kept
+    assert uniform_keep_indices(8, 4).tolist() == [0, 2, 4, 7]
     assert uniform_keep_indices(10, 10).tolist() == list(range(10))
-    assert uniform_keep_indices(9, 3).tolist() == [1, 4, 7]
+    assert uniform_keep_indices(9, 3).tolist() == [0, 4, 8]
+    assert uniform_keep_indices(32, 24).tolist() == [
+        int(k) for k in np.floor(np.linspace(0, 31, 24) + 1e-9)
+    ]
+    assert uniform_keep_indices(6144, 2048)[[0, -1]].tolist() == [0, 6143]
     scores = torch.tensor([0.1, 0.9, 0.3, 0.8, 0.05, 0.7])
     assert text_keep_indices(scores, 3).tolist() == [1, 3, 5]  # top 3, in temporal order
     cfg = DropoutConfig(enabled=True, uniform_layer=4, uniform_keep=0.75, text_layer=18)
@@ -84,8 +90,9 @@ def test_ratio_one_is_identical_to_the_dense_model(make_tiny_model, hico_tokeniz
 
 
 def test_text_guided_drop_keeps_the_most_attended_tokens(make_tiny_model, hico_tokenizer):
-    # no uniform drop, text-guided drop before layer 3: the choice must follow layer 2's attention
-    # of the last prompt token, as transformers' eager attention reports it
+    # no uniform drop, text-guided drop after 3 layers: the choice follows the attention the last
+    # prompt token pays in the NEXT layer (index 3), scored on the hidden states layer 3 receives
+    # (as the original), as transformers' own eager attention of layer 3 reports it
     model = make_tiny_model(*DROP, "dropout.uniform_keep=1.0", "dropout.text_keep=0.25")
     ids = prompt_ids(hico_tokenizer)
     pre = model.prefill(FRAMES, ids, dropout=True)
@@ -93,10 +100,54 @@ def test_text_guided_drop_keeps_the_most_attended_tokens(make_tiny_model, hico_t
     with torch.no_grad():
         embeds, start, n = dense_inputs(model, ids)
         model.llm.set_attn_implementation("eager")
-        att = model.llm(inputs_embeds=embeds, output_attentions=True).attentions[2]
+        att = model.llm(inputs_embeds=embeds, output_attentions=True).attentions[3]
     scores = att[0, :, -1, start : start + n].mean(dim=0)  # [n], averaged over heads
     expected = scores.topk(8).indices.sort().values
     assert pre.kept.tolist() == expected.tolist()
+
+
+def test_text_scores_equal_a_direct_computation(make_tiny_model, hico_tokenizer):
+    # the scores by hand: layer 3's RMSNorm and q/k projections on the hidden states after
+    # layer 2, RoPE at positions 0..L-1, softmax over the sequence, mean over heads
+    model = make_tiny_model(seed=4)
+    ids = prompt_ids(hico_tokenizer)
+    with torch.no_grad():
+        embeds, start, n = dense_inputs(model, ids)
+        hidden = model.llm(inputs_embeds=embeds, output_hidden_states=True).hidden_states[3]
+        layer = model.llm.model.layers[3]
+        x = layer.input_layernorm(hidden)[0]  # [L, D]
+        length, heads, kv = x.shape[0], 4, 2
+        d = 64 // heads
+        q = layer.self_attn.q_proj(x).view(length, heads, d)
+        k = layer.self_attn.k_proj(x).view(length, kv, d).repeat_interleave(heads // kv, dim=1)
+        half = d // 2
+        inv = 1.0 / (1e6 ** (torch.arange(0, half, dtype=torch.float64) * 2 / d))
+        ang = torch.arange(length, dtype=torch.float64)[:, None] * inv[None]  # [L, d/2]
+        cos = torch.cat([ang.cos(), ang.cos()], -1).float()[:, None]
+        sin = torch.cat([ang.sin(), ang.sin()], -1).float()[:, None]
+
+        def rot(t):
+            return t * cos + torch.cat([-t[..., half:], t[..., :half]], -1) * sin
+
+        q, k = rot(q), rot(k)
+        w = torch.einsum("hd,lhd->hl", q[-1], k) / d**0.5  # [H, L]
+        direct = w.softmax(-1).mean(0)
+        runner = LayerRunner(model.llm)
+        positions = torch.arange(length)
+        ours = runner.text_scores(3, hidden, runner._rope(hidden, positions))[0]
+        torch.testing.assert_close(ours, direct, rtol=1e-5, atol=1e-6)
+        # and the prefill keeps the top of them, in temporal order
+        pre = runner.prefill(embeds, start, n, [DropStep(3, 8, "text")])
+    assert pre.kept.tolist() == direct[start : start + n].topk(8).indices.sort().values.tolist()
+
+
+def test_uniform_drop_keeps_linspace_positions(make_tiny_model, hico_tokenizer):
+    model = make_tiny_model(*DROP, "dropout.text_keep=0.75")  # text step keeps all: no-op
+    ids = prompt_ids(hico_tokenizer)
+    pre = model.prefill(FRAMES, ids, dropout=True)
+    assert pre.visual_per_layer == [32, 24, 24, 24]
+    assert pre.kept.tolist() == torch.linspace(0, 31, 24).long().tolist()
+    assert pre.kept[0] == 0 and pre.kept[-1] == 31  # both ends
 
 
 def test_decoding_after_a_drop_uses_renumbered_positions(make_tiny_model, hico_tokenizer):

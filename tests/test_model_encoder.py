@@ -49,8 +49,21 @@ def test_encoder_shapes_and_select_layer():
     assert len(enc.blocks) == 2  # second-to-last of 3: the last block is not built
     out = enc(torch.randn(2, 3, 4, 64, 64))
     assert out.shape == (2, 4 * 16, 32)
-    with pytest.raises(ValueError, match="expects clips of 4 frames at 64x64"):
+    with pytest.raises(ValueError, match="expects clips of 4 frames \\(or images\\) at 64x64"):
         enc(torch.randn(1, 3, 4, 32, 32))
+
+
+def test_images_use_their_own_position_table():
+    torch.manual_seed(0)
+    enc = UMTEncoder(EncoderConfig(**{**TINY, "img_size": 224})).eval()
+    # the image table is one frame of the pretraining grid: positions 0..195 of the 1-D table
+    assert torch.equal(enc.img_pos_embed, sincos_table(196, 32))
+    assert torch.equal(enc.img_pos_embed, enc.pos_embed[:196])
+    assert enc(torch.randn(2, 3, 1, 224, 224)).shape == (2, 196, 32)
+    big = UMTEncoder(EncoderConfig(**{**TINY, "img_size": 448, "pretrain_clip_len": 2}))
+    assert torch.equal(big.img_pos_embed, umt_pos_embed(1, 28, 32, 1, 14))
+    with pytest.raises(ValueError, match="expects clips of 4 frames \\(or images\\)"):
+        enc(torch.randn(1, 3, 2, 224, 224))
 
 
 def test_tokens_mix_across_the_frames_of_a_clip():

@@ -51,16 +51,34 @@ def test_visual_token_counts(make_tiny_model):
         f6 = frames(6)
         padded = torch.cat([f6, f6[-1:], f6[-1:]])
         torch.testing.assert_close(model.encode_video(f6), model.encode_video(padded))
-        # an image is a clip of itself: 16 tokens (64 with the real preset)
+        # an image goes through as T = 1 with the image position table: 16 tokens (64 with the
+        # real preset), not the same as the picture repeated into a clip
         img = frames(1)
-        assert model.encode_video(img).shape == (16, 64)
-        torch.testing.assert_close(
+        assert model.encode_video(img).shape == (16, 64) and model.cfg.visual_tokens(1) == 16
+        direct = model.projector(model.encoder(img[None].transpose(1, 2))[0])
+        torch.testing.assert_close(model.encode_video(img), direct)
+        assert not torch.allclose(
             model.encode_video(img), model.encode_video(img.repeat(4, 1, 1, 1))
         )
+        # images and videos in one batch: each sample gets its own tokens
+        ids = torch.tensor([[model.video_token_id, 7], [model.video_token_id, 7]])
+        out = model([img, frames(8)], ids, torch.ones_like(ids))
+        assert out.n_visual_tokens == [16, 32]
+        torch.testing.assert_close(out.logits[0, :16], model(
+            [img], ids[:1], torch.ones_like(ids[:1])).logits[0, :16], rtol=1e-5, atol=1e-5)  # fmt: skip
     dense = make_tiny_model("merge.enabled=false")
     with torch.no_grad():
         assert dense.encode_video(frames(8)).shape == (2 * 64, 64)
-    assert dense.cfg.visual_tokens(8) == 128
+        assert dense.encode_video(frames(1)).shape == (16, 64)  # one frame's patches
+    assert dense.cfg.visual_tokens(8) == 128 and dense.cfg.visual_tokens(1) == 16
+
+
+def test_an_image_is_merged_to_one_clip_budget(make_tiny_model):
+    # at 224 px an image has 196 patches: merged to the 16 tokens of a clip (real model: 64)
+    model = make_tiny_model("encoder.img_size=224")
+    with torch.no_grad():
+        assert model.encode_video(torch.randn(1, 3, 224, 224)).shape == (16, 64)
+    assert model.cfg.visual_tokens(1) == 16
 
 
 def test_real_presets_give_16_tokens_per_frame(tiny_model_config):

@@ -134,3 +134,44 @@ def test_load_tokenizer_adds_video_to_a_foreign_tokenizer(tmp_path):
     assert tok.pad_token == "<|im_end|>"  # pad falls back to eos
     with pytest.raises(NotFoundError, match="tokenizer directory not found"):
         load_tokenizer(tmp_path / "missing")
+
+
+def test_plain_template_is_the_placeholder_and_the_answer(hico_tokenizer):
+    import numpy as np
+
+    from longvid.config import load_config
+    from longvid.training.config import TrainConfig
+    from longvid.training.curriculum import _loader_config
+    from longvid.training.data.config import StageData
+    from longvid.training.data.sample import LoadedSample
+    from longvid.training.data.text import tokenize_sample
+    from longvid.training.tokenizer import encode_plain
+
+    conv = [
+        {"from": "human", "value": "Describe the video."},
+        {"from": "gpt", "value": "a red car"},
+    ]
+    ids, labels = encode_plain(hico_tokenizer, conv)
+    video = hico_tokenizer.convert_tokens_to_ids("<video>")
+    body = hico_tokenizer("a red car\n", add_special_tokens=False)["input_ids"]
+    assert ids.tolist() == [video, *body]
+    assert labels.tolist() == [-100, *body]
+    assert hico_tokenizer.decode(ids[1:]) == "a red car\n"
+    with pytest.raises(FormatError, match="no answer"):
+        encode_plain(hico_tokenizer, conv[:1])
+
+    # the loader's text step follows the stage's template
+    sample = LoadedSample("k", "src", 8.0, np.arange(4) + 0.5, torch.zeros(1), [])
+    row = {"key": "k", "caption": "a red car"}
+    tokenize_sample(sample, {}, row, StageData(template="plain"), hico_tokenizer)
+    assert sample.input_ids.tolist() == ids.tolist()
+    tokenize_sample(sample, {}, row, StageData(), hico_tokenizer)
+    assert len(sample.input_ids) > len(ids)  # chat layout: system, roles, timestamp prompt
+
+    # the published recipe aligns stage 1 with it, and the curriculum hands it to the loader
+    cfg = load_config("conf/train/videochat_flash.yaml", TrainConfig)
+    stage1 = cfg.stages[0]
+    assert stage1.data.template == "plain" and cfg.stages[1].data.template == "chat"
+    from longvid.training.model.config import ModelConfig
+
+    assert _loader_config(cfg, stage1, 224, ModelConfig()).template == "plain"

@@ -22,6 +22,7 @@ import numpy as np
 
 from longvid.annotate.config import ModelCaptionsConfig
 from longvid.annotate.embed import _dtype, resolve_device
+from longvid.annotate.provenance import weights_random
 from longvid.errors import ConfigError, NotFoundError
 
 SPECIALS = ["<pad>", "<eos>", "<unk>"]
@@ -123,6 +124,8 @@ class Captioner:
         self.dtype = _dtype(cfg.dtype, self.device)
         self.model = model.to(self.device, self.dtype).eval()
         self.name = model_name(cfg)
+        self.random = weights_random(cfg.model_path, cfg.random_model is not None,
+                                     cfg.random_weights)
         self.calls = 0
 
     def decoding(self) -> dict[str, Any]:
@@ -152,6 +155,7 @@ class Captioner:
             "model": self.name,
             "model_path": self.cfg.model_path,
             "random_model": self.cfg.random_model,
+            "random_weights": self.random,
             "decoding": self.decoding(),
             "dtype": str(self.dtype).replace("torch.", ""),
             "transformers": version("transformers"),

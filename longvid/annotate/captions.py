@@ -10,6 +10,9 @@ A caption is a plain dict (it goes into ``KEY.json`` as is)::
 
     {"start": 1.5 | None, "end": 4.0 | None, "text": "...", "kind": "narration",
      "origin": "narration_pass_1", "clipped": False}
+
+plus ``"scope": "video"`` on a text about the whole video (video-level context: never an event,
+never a sub-clip's caption; see :mod:`longvid.pipelines.captions`).
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ def source_captions(texts: Iterable[dict[str, Any]], duration: float) -> list[di
             "origin": str(t.get("origin") or ""),
             "clipped": bool(t.get("clipped", False)),
         }
+        if t.get("scope") == "video":
+            cap["scope"] = "video"  # about the whole video: context, never an event
         ident = (cap["start"], cap["end"], text, cap["kind"], cap["origin"])
         if ident in seen:
             continue

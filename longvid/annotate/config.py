@@ -19,6 +19,8 @@ QA_TASKS = (
     "event_relationship",
     "scene_relationship",
     "event_counting",
+    "temporal_grounding_mc",
+    "event_counting_mc",
 )
 
 
@@ -36,6 +38,14 @@ class FramesConfig(Section):
         64, ge=1, description="... at most this many, plus the middle frame of every shot (of "
         "this many longest shots at most)"
     )
+    from_decode_pass: bool = Field(
+        False, description="take the frames from the build's single decode pass (the scan "
+        "stage's kept frames inside the sample, detect.keep_frames per video) instead of "
+        "decoding the clip again; a sample with fewer than min_pass_frames of them is decoded"
+    )
+    min_pass_frames: int = Field(
+        1, ge=1, description="from_decode_pass: kept frames a sample needs, else it is decoded"
+    )
 
 
 class ModelCaptionsConfig(Section):
@@ -51,11 +61,25 @@ class ModelCaptionsConfig(Section):
         description="instead of model_path: a random-initialised ViT+GPT-2 captioner from "
         "{encoder: ViTConfig args, decoder: GPT2Config args, words: [...], seed} (tests, demo)",
     )
+    random_weights: bool | None = Field(
+        None, description="whether the weights are random (their text never becomes data); null = "
+        "detect: random_model set, or the model directory holds longvid_random_weights.json"
+    )
     frames_short: int = Field(
         1, ge=1, description="frames captioned per short sample (of the sampled frames)"
     )
+    long_segments: Literal["shots", "frames"] = Field(
+        "shots",
+        description="long samples: shots = one dense caption per segment (shot, or window of a "
+        "long shot) from the sampled frame nearest its middle; frames = frames_long evenly "
+        "spread frames, each caption spanning the time nearest its frame",
+    )
+    window_s: float = Field(
+        10.0, gt=0, description="shots: a shot longer than this is captioned per window this long"
+    )
+    max_segments: int = Field(64, ge=1, description="shots: segments captioned per sample, at most")
     frames_long: int = Field(
-        8, ge=1, description="frames captioned per long sample (each becomes a timed caption)"
+        8, ge=1, description="frames: frames captioned per long sample (each a timed caption)"
     )
     batch_size: int = Field(16, ge=1, description="frames per forward pass")
     max_new_tokens: int = Field(24, ge=1, description="greedy decoding: at most this many tokens")
@@ -83,9 +107,15 @@ class EventsConfig(Section):
         description="of several texts with exactly the same span (MiraData's caption columns), "
         "the one from the first origin listed here is the event (else the longest text)",
     )
+    point_event_rule: Literal["neighbours", "fixed"] = Field(
+        "neighbours",
+        description="span of a point-in-time text (Ego4D narration): neighbours = from the "
+        "midpoint with the previous narration of the same pass to the midpoint with the next, "
+        "at most point_event_s/2 either side; fixed = point_event_s centred on its time",
+    )
     point_event_s: float = Field(
-        4.0, gt=0, description="a point-in-time text (Ego4D narration) becomes an event this long, "
-        "centred on its time"
+        4.0, gt=0, description="a point-in-time text's event is at most this long (neighbours) "
+        "or exactly this long (fixed), around its time"
     )
     asr_join_gap_s: float = Field(
         1.0, ge=0, description="ASR fragments closer than this join into one event"
@@ -131,6 +161,23 @@ class QAConfig(Section):
     short_caption_qa: bool = Field(
         True, description="short samples get one caption question answered by the main caption"
     )
+    count_method: Literal["verb_object", "embedding"] = Field(
+        "verb_object",
+        description="event counting groups events by meaning: verb_object = normalised verb and "
+        "object (model-free); embedding = open_clip text-embedding cosine (needs "
+        "embed.pretrained: trained weights)",
+    )
+    count_similarity: float = Field(
+        0.85, ge=0, le=1, description="embedding: texts with at least this cosine are one action"
+    )
+    count_merge_gap_s: float = Field(
+        10.0, ge=0, description="events of one action this close, with no other action starting "
+        "in between (or overlapping), are one occurrence"
+    )
+    count_once_share: float = Field(
+        0.0, ge=0, le=1, description="event counting asks actions that happen at least twice; "
+        "each once-only action is also asked with this probability (0 = never)"
+    )
 
     @model_validator(mode="after")
     def _known_tasks(self) -> QAConfig:
@@ -146,6 +193,10 @@ class RewriteConfig(Section):
     model_path: str | None = Field(
         None, description="local directory of a saved causal LM + tokenizer; required to run"
     )
+    random_weights: bool | None = Field(
+        None, description="whether the weights are random (rewrites then stay in lineage); null = "
+        "detect: the model directory holds longvid_random_weights.json"
+    )
     prompt: str = Field(
         "Rewrite this question in other words. Keep every quoted phrase unchanged.\n"
         "Question: {question}\nRewritten:",
@@ -154,6 +205,64 @@ class RewriteConfig(Section):
     batch_size: int = Field(8, ge=1, description="questions per generate call")
     max_new_tokens: int = Field(64, ge=1, description="greedy decoding: at most this many tokens")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when present")
+
+
+LLM_QA_TASKS = (
+    "temporal_grounding",
+    "temporal_grounding_mc",
+    "event_relationship",
+    "event_counting",
+    "event_counting_mc",
+    "scene_relationship",
+    "long_video_description",
+)
+
+
+class LLMQAConfig(Section):
+    """LLM-written QA: a local causal LM writes questions from each long sample's timeline,
+    decoding constrained to a JSON schema; every item is validated against the timeline."""
+
+    model_path: str | None = Field(
+        None, description="local directory of a saved causal LM + tokenizer; required to run"
+    )
+    random_weights: bool | None = Field(
+        None, description="whether the weights are random (then its items stay out of the data, "
+        "only counted in lineage); null = detect: longvid_random_weights.json in model_path"
+    )
+    tasks: list[str] = Field(
+        list(LLM_QA_TASKS), description=f"task types the LLM writes, of {LLM_QA_TASKS}"
+    )
+    per_task: int = Field(1, ge=1, description="LLM outputs per task type and sample")
+    preamble: str = Field(
+        "You write questions and answers about a video, using only its timeline below.",
+        description="first line of every prompt",
+    )
+    max_events: int = Field(60, ge=1, description="events and scenes listed in a prompt, at most")
+    max_context_chars: int = Field(
+        600, ge=0, description="video-level texts (whole-video context) in a prompt, at most"
+    )
+    question_max_chars: int = Field(
+        160, ge=8, description="schema: longest question (plain characters: letters, digits, "
+        "spaces and ,.;:?!'()-)"
+    )
+    time_tolerance_s: float = Field(
+        1.0, ge=0, description="an LLM time is on an event when within this of its start/end"
+    )
+    count_merge_gap_s: float = Field(
+        10.0, ge=0, description="counting: as qa.count_merge_gap_s (occurrences of one action)"
+    )
+    batch_size: int = Field(8, ge=1, description="prompts per generate call")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = cuda when present")
+    dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        "bfloat16", description="weights dtype on GPU (CPU always runs float32)"
+    )
+
+    @model_validator(mode="after")
+    def _known_tasks(self) -> LLMQAConfig:
+        unknown = [t for t in self.tasks if t not in LLM_QA_TASKS]
+        if unknown:
+            raise ValueError(f"unknown LLM QA task(s) {unknown}; known: {list(LLM_QA_TASKS)}")
+        return self
 
 
 class EmbedConfig(Section):
@@ -221,6 +330,19 @@ class AnnotateConfig(Section):
     )
     events: EventsConfig = Field(EventsConfig(), description="timelines (stage events)")
     qa: QAConfig = Field(QAConfig(), description="QA templates (stage qa)")
+    llm_qa: LLMQAConfig = Field(LLMQAConfig(), description="LLM-written QA (stage llm_qa)")
     rewrite: RewriteConfig = Field(RewriteConfig(), description="LLM rewriter (stage qa_rewrite)")
     embed: EmbedConfig = Field(EmbedConfig(), description="open_clip embeddings (stage embed)")
     filters: FiltersConfig = Field(FiltersConfig(), description="scores and filters (stage filter)")
+    allow_random_text: bool = Field(
+        False, description="let text of random-weight models (demo, tests) into captions, events, "
+        "QA and conversations; off: it is kept in the sample's lineage only"
+    )
+
+    @model_validator(mode="after")
+    def _counting_needs_trained_embeddings(self) -> AnnotateConfig:
+        if self.qa.count_method == "embedding" and self.embed.pretrained is None:
+            raise ValueError("qa.count_method embedding needs trained open_clip weights "
+                             "(embed.pretrained); random text embeddings group nothing "
+                             "meaningful: use verb_object")
+        return self

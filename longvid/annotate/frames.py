@@ -48,6 +48,28 @@ def sample_times(duration: float, bucket: str, cuts: Sequence[float],
     return out
 
 
+def caption_segments(duration: float, cuts: Sequence[float], window_s: float,
+                     max_segments: int) -> list[tuple[float, float]]:
+    """The segments a long sample's dense captions describe: its shots, a shot longer than
+    ``window_s`` split into equal windows no longer than that; at most ``max_segments`` (then
+    evenly chosen, first and last kept)."""
+    out: list[tuple[float, float]] = []
+    for a, b in shot_spans(duration, cuts):
+        n = max(1, math.ceil((b - a) / window_s - 1e-9))
+        out += [(round(a + k * (b - a) / n, 3), round(a + (k + 1) * (b - a) / n, 3))
+                for k in range(n)]
+    if len(out) > max_segments:
+        keep = sorted({round(i * (len(out) - 1) / max(1, max_segments - 1))
+                       for i in range(max_segments)})
+        out = [out[i] for i in keep]
+    return out
+
+
+def nearest(times: Sequence[float], t: float) -> int:
+    """Index of the frame time nearest to ``t`` (ties: the earlier)."""
+    return min(range(len(times)), key=lambda i: (abs(times[i] - t), i))
+
+
 def pick(times: Sequence[float], duration: float, n: int) -> list[int]:
     """Indices of the ``n`` frames nearest to ``n`` evenly spread midpoints (no repeats while
     there are enough frames), ascending."""

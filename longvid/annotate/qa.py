@@ -7,7 +7,11 @@
   start times (only events that do not overlap, with distinct texts);
 * ``scene_relationship``: what is shown in the scene right after/before the one with "<scene>"?
   → the adjacent scene's description (scenes are the shots between cuts);
-* ``event_counting``: how many times does "<event>" happen? → the number of events with that text.
+* ``temporal_grounding_mc`` / ``event_counting_mc``: the same as multiple choice (four options,
+  VideoChat-Flash's layout: :func:`mc_question`);
+* ``event_counting``: how many times does "<event>" happen? → the number of occurrences of that
+  action (events grouped by meaning: :mod:`longvid.annotate.counting`); only actions that happen
+  at least twice, unless ``count_once_share``.
 
 Every item carries ``check``: what the answer claims in machine-readable form, so that
 :func:`verify` can test it against the timeline (the tests do, and the rewriter uses it to keep
@@ -27,7 +31,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from longvid.annotate.config import QAConfig
-from longvid.annotate.timeline import EPS, Scene, Timeline, normalise
+from longvid.annotate.counting import (
+    Group,
+    action_key,
+    mentions,
+    occurrences,
+    verb_object_groups,
+)
+from longvid.annotate.timeline import EPS, SPEECH_KINDS, Event, Scene, Timeline, normalise
 
 VIDEO_PLACEHOLDER = "<image>"  # what LLaVA-style trainers (VideoChat-Flash's too) expect first
 
@@ -41,6 +52,10 @@ _GROUND = (
     'Find the moment when "{text}". Give its start and end time in seconds.',
     'At what time in the video does this happen: "{text}"? Answer with a time span in seconds.',
 )
+_GROUND_SPEECH = (
+    'When is "{text}" said in the video? Answer with the start and end time in seconds.',
+    'At what time does the speaker say "{text}"? Give its start and end time in seconds.',
+)
 _ORDER2 = (
     'Which happens first in the video: "{a}" or "{b}"?',
     'Of these two events, which one comes earlier: "{a}" or "{b}"?',
@@ -53,6 +68,10 @@ _SCENE = (
     'What is shown in the scene right {rel} the one where "{text}"?',
     'Describe the scene that comes right {rel} the scene showing "{text}".',
 )
+_GROUND_MC = (
+    'When does "{text}" happen in the video?',
+    'At what time in the video does this happen: "{text}"?',
+)
 _COUNT = (
     'How many times does "{text}" happen in the video?',
     'Count how often this happens in the video: "{text}".',
@@ -62,6 +81,16 @@ _SHORT = (
     "What does this short clip show?",
     "Write a short caption for this video.",
 )
+
+
+MC_LETTERS = "ABCD"
+MC_SUFFIX = "Answer with the option's letter from the given choices directly."
+
+
+def mc_question(question: str, options: Sequence[str]) -> str:
+    """A multiple-choice question in VideoChat-Flash's (LLaVA-Video's) layout."""
+    lines = [question, "Options:"] + [f"({MC_LETTERS[k]}) {o}" for k, o in enumerate(options)]
+    return "\n".join(lines + [MC_SUFFIX])
 
 
 @dataclass
@@ -99,12 +128,14 @@ def _quote(text: str) -> str:
 
 
 def describe(tl: Timeline, rng: random.Random, cfg: QAConfig) -> list[QAItem]:
-    if not tl.events:
+    """The visual events in time order (speech is not a description of what is shown)."""
+    visual = [i for i, e in enumerate(tl.events) if e.kind not in SPEECH_KINDS]
+    if not visual:
         return []
-    idx = list(range(len(tl.events)))
+    idx = visual
     if len(idx) > cfg.max_description_events:  # evenly spread, first and last included
         n = cfg.max_description_events
-        idx = sorted({round(i * (len(tl.events) - 1) / max(1, n - 1)) for i in range(n)})
+        idx = sorted({visual[round(i * (len(visual) - 1) / max(1, n - 1))] for i in range(n)})
     parts = []
     for i in idx:
         e = tl.events[i]
@@ -115,8 +146,10 @@ def describe(tl: Timeline, rng: random.Random, cfg: QAConfig) -> list[QAItem]:
 
 
 def _unique_events(tl: Timeline) -> list[int]:
-    counts = Counter(e.label for e in tl.events)
-    return [i for i, e in enumerate(tl.events) if counts[e.label] == 1]
+    """Events whose action happens once (so "when does it happen" has one answer)."""
+    keys = [action_key(e.text) for e in tl.events]
+    counts = Counter(keys)
+    return [i for i, k in enumerate(keys) if counts[k] == 1]
 
 
 def ground(tl: Timeline, rng: random.Random, cfg: QAConfig) -> list[QAItem]:
@@ -126,7 +159,8 @@ def ground(tl: Timeline, rng: random.Random, cfg: QAConfig) -> list[QAItem]:
     for i in sorted(pool[: cfg.per_task]):
         e = tl.events[i]
         a, b = outward(e.start, e.end)
-        q = rng.choice(_GROUND).format(text=_quote(e.text))
+        said = e.kind in SPEECH_KINDS  # a speech-grounded question: when is it said
+        q = rng.choice(_GROUND_SPEECH if said else _GROUND).format(text=_quote(e.text))
         out.append(QAItem("temporal_grounding", q, f"From {fmt(a)} to {fmt(b)} seconds.",
                           {"event": i, "span": [a, b]}))
     return out
@@ -215,25 +249,92 @@ def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def count(tl: Timeline, rng: random.Random, cfg: QAConfig) -> list[QAItem]:
-    counts = Counter(e.label for e in tl.events)
-    if not counts:
-        return []
-    first_of: dict[str, int] = {}
-    for i, e in enumerate(tl.events):
-        first_of.setdefault(e.label, i)
-    labels = sorted(counts, key=lambda lab: first_of[lab])
-    repeated = [lab for lab in labels if counts[lab] > 1]
+def count(tl: Timeline, rng: random.Random, cfg: QAConfig,
+          groups: Sequence[Group] | None = None) -> list[QAItem]:
+    """How many times does an action happen: events grouped by meaning (``groups``, else by
+    verb-object key), counted as occurrences (:mod:`longvid.annotate.counting`); only actions
+    that happen at least twice are asked, plus a ``count_once_share`` of once-only ones."""
+    if groups is None:
+        groups = verb_object_groups(tl.events, cfg.count_merge_gap_s)
+    # what is said is not an action that happens: speech is not counted
+    groups = [g for g in groups if all(tl.events[i].kind not in SPEECH_KINDS for i in g.events)]
+    repeated = [g for g in groups if g.count >= 2]
+    singles = [g for g in groups if g.count == 1]
     rng.shuffle(repeated)
-    singles = [lab for lab in labels if counts[lab] == 1]
     rng.shuffle(singles)
+    chosen = repeated[: cfg.per_task]
+    for g in singles:
+        if len(chosen) >= cfg.per_task:
+            break
+        if rng.random() < cfg.count_once_share:
+            chosen.append(g)
     out = []
-    for lab in (repeated + singles)[: cfg.per_task]:
-        n = counts[lab]
-        text = _quote(tl.events[first_of[lab]].text)
+    for g in sorted(chosen, key=lambda g: g.events[0]):
+        n = g.count
+        text = _quote(tl.events[g.events[0]].text)
         q = rng.choice(_COUNT).format(text=text)
-        a = f"It happens {n} time{'s' if n != 1 else ''}."
-        out.append(QAItem("event_counting", q, a, {"label": lab, "count": n}))
+        starts = ", ".join(f"{fmt(a)} s" for a, _ in g.occurrences)
+        a = f"It happens {n} time{'s' if n != 1 else ''}, starting at {starts}."
+        out.append(QAItem("event_counting", q, a, {
+            "method": cfg.count_method, "key": g.key, "events": list(g.events),
+            "occurrences": [list(o) for o in g.occurrences], "count": n,
+            "merge_gap_s": cfg.count_merge_gap_s}))
+    return out
+
+
+def _far(a: float, b: float, e: Event, margin: float = 0.5) -> bool:
+    """A span that is clearly not the event's (a start or an end off by more than ``margin``)."""
+    return abs(a - e.start) > margin or abs(b - e.end) > margin
+
+
+def ground_mc(tl: Timeline, rng: random.Random, cfg: QAConfig) -> list[QAItem]:
+    """Temporal grounding, multiple choice: the event's span among three spans of other events
+    (or, on short timelines, shifted copies), none of them close to the answer."""
+    pool = _unique_events(tl)
+    rng.shuffle(pool)
+    out = []
+    for i in sorted(pool[: cfg.per_task]):
+        e = tl.events[i]
+        right = outward(e.start, e.end)
+        options = [right]
+        others = [outward(x.start, x.end) for j, x in enumerate(tl.events) if j != i]
+        rng.shuffle(others)
+        width = right[1] - right[0]
+        step = max(width, 2.0)
+        others += [(round(right[0] + k * step, 1), round(right[1] + k * step, 1))
+                   for k in (1, -1, 2, -2, 3, -3, 4, -4)]
+        for a, b in others:
+            if len(options) == 4:
+                break
+            if 0 <= a < b <= tl.duration + EPS and _far(a, b, e) and all(
+                    _far(a, b, Event(x, y, "", "", "")) for x, y in options):
+                options.append((a, b))
+        if len(options) < 4:
+            continue
+        rng.shuffle(options)
+        k = options.index(right)
+        texts = [f"From {fmt(a)} to {fmt(b)} seconds." for a, b in options]
+        q = mc_question(rng.choice(_GROUND_MC).format(text=_quote(e.text)), texts)
+        out.append(QAItem("temporal_grounding_mc", q, f"({MC_LETTERS[k]}) {texts[k]}",
+                          {"event": i, "options": [list(o) for o in options], "correct": k,
+                           "tolerance": 0.1}))
+    return out
+
+
+def count_mc(tl: Timeline, rng: random.Random, cfg: QAConfig,
+             groups: Sequence[Group] | None = None) -> list[QAItem]:
+    """Event counting, multiple choice: the count among three other counts."""
+    out = []
+    for item in count(tl, rng, cfg, groups):
+        n = item.check["count"]
+        wrong = [m for m in (n + 1, n - 1, n + 2, n - 2, n + 3, n + 4) if m >= 1][:3]
+        options = [n, *wrong]
+        rng.shuffle(options)
+        k = options.index(n)
+        texts = [f"{m} time{'s' if m != 1 else ''}" for m in options]
+        q = mc_question(item.question, texts)
+        out.append(QAItem("event_counting_mc", q, f"({MC_LETTERS[k]}) {item.answer}",
+                          {**item.check, "options": options, "correct": k}))
     return out
 
 
@@ -243,15 +344,25 @@ TASK_BUILDERS = {
     "event_relationship": order,
     "scene_relationship": scene,
     "event_counting": count,
+    "temporal_grounding_mc": ground_mc,
+    "event_counting_mc": count_mc,
 }
 
 
-def make_qa(tl: Timeline, key: str, seed: int, cfg: QAConfig) -> list[QAItem]:
+def make_qa(tl: Timeline, key: str, seed: int, cfg: QAConfig,
+            groups: Sequence[Group] | None = None) -> list[QAItem]:
     """QA items for one long sample, tasks in ``cfg.tasks`` order; a task whose facts the
-    timeline cannot support unambiguously gives no item."""
+    timeline cannot support unambiguously gives no item. ``groups``: the events grouped by
+    meaning for counting (default: verb-object keys)."""
     out: list[QAItem] = []
     for task in cfg.tasks:
-        out += TASK_BUILDERS[task](tl, rng_for(seed, key, task), cfg)
+        rng = rng_for(seed, key, task)
+        if task == "event_counting":
+            out += count(tl, rng, cfg, groups)
+        elif task == "event_counting_mc":
+            out += count_mc(tl, rng, cfg, groups)
+        else:
+            out += TASK_BUILDERS[task](tl, rng, cfg)
     return out
 
 
@@ -292,9 +403,11 @@ def verify(item: QAItem | dict[str, Any], tl: Timeline) -> str | None:
             return f"span [{a}, {b}] does not contain event [{e.start}, {e.end}]"
         if b - a > (e.end - e.start) + 0.2 + EPS:
             return f"span [{a}, {b}] is wider than event [{e.start}, {e.end}] + rounding"
-        if sum(x.label == e.label for x in ev) != 1:
+        if sum(action_key(x.text) == action_key(e.text) for x in ev) != 1:
             return "the grounded text occurs more than once"
-        if f"{fmt(a)} to {fmt(b)}" not in it.answer or _quote(e.text) not in it.question:
+        named = (mentions(it.question, e.text) if c.get("llm")
+                 else _quote(e.text) in it.question)  # the LLM may paraphrase
+        if f"{fmt(a)} to {fmt(b)}" not in it.answer or not named:
             return "question or answer does not show the event and span"
         return None
     if it.task == "event_relationship":
@@ -319,10 +432,48 @@ def verify(item: QAItem | dict[str, Any], tl: Timeline) -> str | None:
             return "the answer does not describe the adjacent scene"
         return None
     if it.task == "event_counting":
-        n = sum(e.label == c["label"] for e in ev)
-        if n != c["count"] or f"{n} time" not in it.answer:
-            return f"count {c['count']} does not match the timeline's {n}"
+        return verify_count(it, tl)
+    if it.task == "event_counting_mc":
+        options, k = c.get("options") or [], c.get("correct", -1)
+        if [j for j, o in enumerate(options) if o == c["count"]] != [k]:
+            return "the options do not hold exactly one correct count at the answer's letter"
+        if not it.answer.startswith(f"({MC_LETTERS[k]})"):
+            return "the answer's letter is not the correct option"
+        return verify_count(it, tl)
+    if it.task == "temporal_grounding_mc":
+        e, tol = ev[c["event"]], float(c.get("tolerance", 0.0))
+        on = [j for j, (a, b) in enumerate(c.get("options") or [])
+              if abs(a - e.start) <= tol + 0.05 + EPS and abs(b - e.end) <= tol + 0.05 + EPS]
+        if on != [c.get("correct")]:
+            return "the options do not hold exactly one span of the event at the answer's letter"
+        if not it.answer.startswith(f"({MC_LETTERS[c['correct']]})"):
+            return "the answer's letter is not the correct option"
+        if sum(action_key(x.text) == action_key(e.text) for x in ev) != 1:
+            return "the grounded text occurs more than once"
         return None
     if it.task == "short_caption":
         return None
     return f"unknown task {it.task!r}"
+
+
+def verify_count(it: QAItem, tl: Timeline) -> str | None:
+    """A counting item: the counted events are one action (verb-object: all of its events), and
+    the count is the number of their occurrences on the timeline."""
+    c, ev = it.check, tl.events
+    idx = list(c.get("events") or [])
+    if not idx or any(not 0 <= i < len(ev) for i in idx):
+        return "the counted events are not on the timeline"
+    if c.get("method", "verb_object") == "verb_object":
+        keys = [action_key(e.text) for e in ev]
+        if {keys[i] for i in idx} != {c["key"]}:
+            return f"the counted events are not all the action {c['key']!r}"
+        if sorted(idx) != [i for i, k in enumerate(keys) if k == c["key"]]:
+            return f"not every event of the action {c['key']!r} is counted"
+    else:  # embedding groups: the listed events are the group
+        members = set(idx)
+        keys = [c["key"] if i in members else f"other|{i}" for i in range(len(ev))]
+    n = len(occurrences(ev, idx, keys, float(c.get("merge_gap_s", 10.0))))
+    if n != c["count"] or len(c.get("occurrences") or []) != n or f"{n} time" not in it.answer:
+        return f"count {c['count']} does not match the timeline's {n}"
+    return None
+

@@ -15,6 +15,7 @@ from typing import Any
 
 from longvid.annotate.config import RewriteConfig
 from longvid.annotate.embed import resolve_device
+from longvid.annotate.provenance import weights_random
 from longvid.annotate.qa import QAItem
 from longvid.errors import ConfigError, NotFoundError
 
@@ -67,6 +68,7 @@ class Rewriter:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model.to(self.device).eval()
+        self.random = weights_random(cfg.model_path, False, cfg.random_weights)
         self.tried = self.used = 0
 
     def decoding(self) -> dict[str, Any]:
@@ -87,16 +89,23 @@ class Rewriter:
                                                                       skip_special_tokens=True)]
         return out
 
-    def rewrite(self, items: list[QAItem]) -> None:
+    def rewrite(self, items: list[QAItem], apply: bool = True) -> list[str]:
+        """Rephrase the questions of ``items`` in place (only when ``apply``: a random model's
+        rewrites are only returned, for lineage); returns the usable rewrites."""
         prompts = [self.cfg.prompt.format(question=it.question) for it in items]
+        usable = []
         for it, new in zip(items, self.generate(prompts), strict=True):
             self.tried += 1
             if keeps_facts(it.question, new):
-                it.question, it.rewritten = new, True
+                usable.append(new)
                 self.used += 1
+                if apply:
+                    it.question, it.rewritten = new, True
+        return usable
 
     def lineage(self) -> dict[str, Any]:
         from importlib.metadata import version
 
-        return {"model_path": self.cfg.model_path, "prompt": self.cfg.prompt,
+        return {"model_path": self.cfg.model_path, "random_weights": self.random,
+                "prompt": self.cfg.prompt,
                 "decoding": self.decoding(), "transformers": version("transformers")}

@@ -28,14 +28,16 @@ from longvid.annotate import frames as fr
 from longvid.annotate.captions import source_captions
 from longvid.annotate.config import AnnotateConfig
 from longvid.annotate.embed import ClipEmbedder, cosine, pool
+from longvid.annotate.provenance import text_allowed
 from longvid.annotate.qa import QAItem, conversations, make_qa, short_caption_qa
 from longvid.annotate.scores import cheap_filter, final_filter, sample_scores
-from longvid.annotate.timeline import Event, Timeline, build_timeline
+from longvid.annotate.timeline import SPEECH_KINDS, Event, Timeline, build_timeline
 from longvid.stages.base import Stage
 from longvid.stages.work import SampleOutput, VideoWork
 
 FRAMES_NOTE = "annotate_frames"  # work.notes key: {sample key: (times [T], frames [T,H,W,3])}
 FRAME_USERS = ("model_captions", "embed")
+FRAMES_SOURCE_NOTE = "annotate_frames_source"  # work.notes key: {sample key: decode_pass | clip}
 
 
 # ---- helpers shared by the stages --------------------------------------------------------
@@ -81,7 +83,7 @@ def reject_outputs(work: VideoWork, drop: dict[str, tuple[str, str]]) -> None:
         if out.key in drop:
             reason, detail = drop[out.key]
             work.reject_sample("filter", reason, out.key, detail)
-            _frames(work).pop(out.key, None)
+            work.notes.get(FRAMES_NOTE, {}).pop(out.key, None)  # released frames stay released
         else:
             kept.append(out)
     work.outputs = kept
@@ -96,12 +98,43 @@ def _frames(work: VideoWork) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def frames_of(work: VideoWork, out: SampleOutput, meta: dict[str, Any],
               cfg: AnnotateConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(times [T], frames [T, H, W, 3]) of a sample: from the frames stage, else decoded now."""
+    """(times [T], frames [T, H, W, 3]) of a sample: from the frames stage, else from the
+    build's decode pass (``frames.from_decode_pass``), else decoded now."""
     got = _frames(work).get(out.key)
     if got is None:
-        got = decode_sample(out, meta, cfg)
+        got = sample_frames(work, out, meta, cfg)
         _frames(work)[out.key] = got
     return got
+
+
+def sample_frames(work: VideoWork, out: SampleOutput, meta: dict[str, Any],
+                  cfg: AnnotateConfig) -> tuple[np.ndarray, np.ndarray]:
+    """A sample's frames from the decode pass when configured and there are enough of them,
+    else decoded from its clip; which one is recorded in ``work.notes[FRAMES_SOURCE_NOTE]``."""
+    got = pass_frames(work, meta, cfg) if cfg.frames.from_decode_pass else None
+    source = "decode_pass"
+    if got is None:
+        got, source = decode_sample(out, meta, cfg), "clip"
+    work.notes.setdefault(FRAMES_SOURCE_NOTE, {})[out.key] = source
+    return got
+
+
+def pass_frames(work: VideoWork, meta: dict[str, Any],
+                cfg: AnnotateConfig) -> tuple[np.ndarray, np.ndarray] | None:
+    """The scan stage's kept frames inside the sample (times made sample-relative), resized to
+    the frames' decode size; None when fewer than ``min_pass_frames``."""
+    import cv2
+
+    start, end = float(meta["span"]["start"]), float(meta["span"]["end"])
+    inside = [(t - start, f) for t, f in work.kept_frames if start - 1e-6 <= t < end - 1e-6]
+    if len(inside) < cfg.frames.min_pass_frames:
+        return None
+    clip = meta["clip"]
+    w, h = fr.decode_size(int(clip["width"]), int(clip["height"]), cfg.frames.short_side)
+    images = np.stack([f if f.shape[:2] == (h, w) else
+                       cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA)
+                       for _, f in inside])  # [T, H, W, 3] uint8
+    return np.asarray([round(t, 6) for t, _ in inside], dtype=np.float64), images
 
 
 def decode_sample(out: SampleOutput, meta: dict[str, Any],
@@ -170,7 +203,8 @@ class SourceCaptions(Stage):
 
 
 class Frames(Stage):
-    """Decode each sample's frames for the model stages (from the cut clip, small)."""
+    """Each sample's frames for the model stages: from the build's decode pass when
+    ``frames.from_decode_pass`` (no second decode), else decoded from the cut clip, small."""
 
     name: ClassVar[str] = "frames"
 
@@ -179,7 +213,7 @@ class Frames(Stage):
         store = _frames(work)
         for out in work.outputs:
             if out.key not in store:
-                store[out.key] = decode_sample(out, read_meta(out), cfg)
+                store[out.key] = sample_frames(work, out, read_meta(out), cfg)
         return work
 
 
@@ -216,7 +250,8 @@ def voronoi_spans(times: list[float], duration: float) -> list[tuple[float, floa
 
 class ModelCaptions(Stage):
     """A vision-language captioner over sampled frames: a short sample gets one caption (its
-    frames' captions, repeats dropped, joined), a long sample one timed caption per frame."""
+    frames' captions, repeats dropped, joined); a long sample dense visual captions, one per
+    segment (each shot, long shots per window), which form its visual timeline."""
 
     name: ClassVar[str] = "model_captions"
     kind: ClassVar[str] = "model"
@@ -225,31 +260,45 @@ class ModelCaptions(Stage):
         cfg = annotate_cfg(self)
         mc = cfg.model_captions
         captioner = _cached("captioner", mc.model_dump_json(), _make_captioner)
-        metas, chosen, batch = [], [], []
+        metas, chosen, spans, batch = [], [], [], []
         for out in work.outputs:
             meta = read_meta(out)
             times, images = frames_of(work, out, meta, cfg)
-            n = mc.frames_long if meta["bucket"] == "long" else mc.frames_short
-            idx = fr.pick(list(times), duration_of(meta), n)
+            dur = duration_of(meta)
+            if meta["bucket"] == "long" and mc.long_segments == "shots":
+                # dense captions: one per segment, from the frame nearest its middle
+                segs = fr.caption_segments(dur, meta.get("shots") or [], mc.window_s,
+                                           mc.max_segments)
+                idx = [fr.nearest(list(times), (a + b) / 2) for a, b in segs]
+            else:
+                n = mc.frames_long if meta["bucket"] == "long" else mc.frames_short
+                idx = fr.pick(list(times), dur, n)
+                segs = voronoi_spans([float(times[i]) for i in idx], dur)
             metas.append(meta)
             chosen.append([float(times[i]) for i in idx])
+            spans.append(segs)
             batch.append(images[idx])
         texts = captioner.caption(np.concatenate(batch)) if batch else []
         pos = 0
-        for out, meta, times in zip(work.outputs, metas, chosen, strict=True):
+        for out, meta, times, segs in zip(work.outputs, metas, chosen, spans, strict=True):
             caps, pos = texts[pos : pos + len(times)], pos + len(times)
             dur = duration_of(meta)
             new = []
             if meta["bucket"] == "long":
-                for (a, b), text in zip(voronoi_spans(times, dur), caps, strict=True):
+                for (a, b), text in zip(segs, caps, strict=True):
                     if text:
                         new.append(_cap(a, b, text, captioner.name))
             else:
                 text = ", then ".join(dict.fromkeys(t for t in caps if t))
                 if text:
                     new.append(_cap(0.0, round(dur, 3), text, captioner.name))
+            lineage = {**captioner.lineage(),
+                       "frames_from": work.notes.get(FRAMES_SOURCE_NOTE, {}).get(out.key)}
+            if not text_allowed(captioner.random, cfg.allow_random_text):
+                # random words: shown in lineage (the stage ran), never data
+                lineage["random_text"], new = new, []
             meta.setdefault("captions", []).extend(new)
-            meta["lineage"]["model_captions"] = captioner.lineage()
+            meta["lineage"]["model_captions"] = lineage
             if mc.main_if_missing and not meta.get("caption") and new:
                 set_caption(out, meta, "; ".join(c["text"] for c in new))
             write_meta(out, meta)
@@ -347,6 +396,18 @@ class Events(Stage):
         return work
 
 
+def caption_is_speech(meta: dict[str, Any]) -> bool:
+    """Whether a sample's main caption is its speech (ASR joined, the cut stage's fallback when
+    nothing describes the clip) rather than a description of what is shown."""
+    texts = meta.get("texts") or []
+    caption = meta.get("caption") or ""
+    if any(t.get("text", "").strip() == caption for t in texts
+           if t.get("kind") not in SPEECH_KINDS):
+        return False
+    return any(t.get("kind") in SPEECH_KINDS and t.get("text", "").strip()
+               and " ".join(t["text"].split()) in caption for t in texts)
+
+
 def timeline_of(meta: dict[str, Any], shorts: list[dict[str, Any]], cfg) -> Timeline:
     """The timeline of one sample; ``shorts`` are the short samples of the same video."""
     start, end = float(meta["span"]["start"]), float(meta["span"]["end"])
@@ -361,9 +422,25 @@ def timeline_of(meta: dict[str, Any], shorts: list[dict[str, Any]], cfg) -> Time
         a, b = float(s["span"]["start"]), float(s["span"]["end"])
         if s["key"] == meta["key"] or a < start - 1e-3 or b > end + 1e-3 or not s.get("caption"):
             continue
+        if caption_is_speech(s):  # what was said there: already an ASR event, never a scene
+            continue
         clips.append({"start": round(a - start, 3), "end": round(b - start, 3),
                       "text": s["caption"], "kind": "caption", "origin": f"clip:{s['key']}"})
     return build_timeline(source, dur, meta.get("shots") or [], clips, cfg)
+
+
+def count_groups(stage: Stage, tl: Timeline):
+    """Events grouped by meaning for counting: None (verb-object keys, model-free) or, with
+    ``qa.count_method: embedding``, by open_clip text-embedding cosine (trained weights only:
+    the config refuses random ones)."""
+    from longvid.annotate.counting import embedding_groups
+
+    cfg = annotate_cfg(stage)
+    if cfg.qa.count_method != "embedding":
+        return None
+    embedder = _cached("embedder", cfg.embed.model_dump_json(), _make_embedder)
+    return embedding_groups(tl.events, embedder.encode_texts, cfg.qa.count_similarity,
+                            cfg.qa.count_merge_gap_s, random_weights=cfg.embed.pretrained is None)
 
 
 class QA(Stage):
@@ -382,14 +459,63 @@ class QA(Stage):
             if meta["bucket"] == "long" and meta.get("events"):
                 tl = Timeline.from_dict({"duration": duration_of(meta), "events": meta["events"],
                                          "scenes": meta.get("scenes") or []})
-                items = make_qa(tl, out.key, seed, cfg)
+                items = make_qa(tl, out.key, seed, cfg, count_groups(self, tl))
             elif meta["bucket"] == "short" and cfg.short_caption_qa and meta.get("caption"):
                 items = [short_caption_qa(meta["caption"], out.key, seed)]
             meta["qa"] = [it.as_dict() for it in items]
             meta["conversations"] = conversations(items)
             extra = out.row.setdefault("extra", {})
-            extra["qa"] = {t: sum(it.task == t for it in items) for t in
-                           dict.fromkeys(it.task for it in items)}
+            extra["qa"] = task_counts(meta["qa"])
+            write_meta(out, meta)
+        return work
+
+
+def _make_llm_qa(cfg_json: str):
+    from longvid.annotate.config import LLMQAConfig
+    from longvid.annotate.llm_qa import LLMQAWriter
+
+    return LLMQAWriter(LLMQAConfig.model_validate_json(cfg_json))
+
+
+def task_counts(items: list[dict[str, Any]]) -> dict[str, int]:
+    """QA items per task, tasks in first-seen order (the build summary and the audit sum them)."""
+    return {t: sum(q["task"] == t for q in items) for t in dict.fromkeys(q["task"] for q in items)}
+
+
+class LLMQA(Stage):
+    """LLM-written QA from each long sample's timeline, decoding constrained to a JSON schema,
+    every item validated (:mod:`longvid.annotate.llm_qa`); accepted items replace the template
+    items of their task. A random-weight LLM's items are only counted (lineage), never data."""
+
+    name: ClassVar[str] = "llm_qa"
+    kind: ClassVar[str] = "model"  # after events and qa
+
+    def __call__(self, work: VideoWork) -> VideoWork:
+        from longvid.annotate.llm_qa import merge_llm_items
+
+        cfg = annotate_cfg(self)
+        writer = _cached("llm_qa", cfg.llm_qa.model_dump_json(), _make_llm_qa)
+        allowed = text_allowed(writer.random, cfg.allow_random_text)
+        for out in work.outputs:
+            meta = read_meta(out)
+            if meta["bucket"] != "long" or not meta.get("events"):
+                continue
+            tl = Timeline.from_dict({"duration": duration_of(meta), "events": meta["events"],
+                                     "scenes": meta.get("scenes") or []})
+            context = [c["text"] for c in meta.get("captions") or []
+                       if c.get("scope") == "video" or c.get("start") is None]
+            items, stats, raw = writer.write(tl, context, out.key, self.cfg.seed)
+            lineage = {**writer.lineage(), **stats.as_dict()}
+            if allowed:
+                qa = merge_llm_items([QAItem(**q) for q in meta.get("qa") or []], items)
+                meta["qa"] = [it.as_dict() for it in qa]
+                meta["conversations"] = conversations(qa)
+            else:
+                lineage["random_text"] = raw  # random words: lineage only
+            meta["lineage"]["llm_qa"] = lineage
+            extra = out.row.setdefault("extra", {})
+            extra["llm_qa"] = stats.as_dict()
+            extra["qa"] = task_counts(meta["qa"])
             write_meta(out, meta)
         return work
 
@@ -409,10 +535,14 @@ class QARewrite(Stage):
             if not meta.get("qa"):
                 continue
             items = [QAItem(**q) for q in meta["qa"]]
-            rewriter.rewrite(items)
+            apply = text_allowed(rewriter.random, cfg.allow_random_text)
+            usable = rewriter.rewrite(items, apply=apply)
             meta["qa"] = [it.as_dict() for it in items]
             meta["conversations"] = conversations(items)
-            meta["lineage"]["qa_rewrite"] = rewriter.lineage()
+            lineage = rewriter.lineage()
+            if not apply:
+                lineage["random_text"] = usable  # random words: lineage only
+            meta["lineage"]["qa_rewrite"] = lineage
             write_meta(out, meta)
         return work
 
@@ -439,5 +569,5 @@ class FinalFilter(Stage):
 STAGES: dict[str, type[Stage]] = {
     cls.name: cls
     for cls in (SampleFilter, SourceCaptions, Frames, ModelCaptions, Embed, Events, QA,
-                QARewrite, FinalFilter)
+                LLMQA, QARewrite, FinalFilter)
 }

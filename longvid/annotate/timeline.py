@@ -3,7 +3,9 @@
 Events come from two places, as in LongVid:
 
 * **source annotations** re-timed to the sample, of the kinds in ``event_kinds``: Ego4D
-  narrations (points in time, widened to ``point_event_s`` around the point), HowTo100M ASR
+  narrations (points in time; each spans from the midpoint with the previous narration of its
+  pass to the midpoint with the next, at most ``point_event_s`` in all: :func:`point_events`),
+  HowTo100M ASR
   (fragments joined into utterances that never cross a shot cut), HD-VILA clip texts, MiraData
   window captions (Ego4D summaries span many events and are left out by default);
 * **short-clip captions**: the captions of the short clips of the same video that lie inside the
@@ -12,11 +14,14 @@ Events come from two places, as in LongVid:
   uncovered, so a video with narrations is not described twice.
 
 A text spanning (almost) the whole sample describes the sample, not an event in it, and a text
-clipped by the sample's edges is only partly inside it: neither becomes an event. Events with
+clipped by the sample's edges is only partly inside it: neither becomes an event. Nor does a text
+without a time range: it is about the whole video (video-level context). Events with
 the same text that overlap by ``dedup_iou`` are one event.
 
 Scenes are the shots inside the sample (between detected cuts), each described by the short clip
-with the same span when there is one, else by the event that overlaps it most.
+with the same span when there is one, else by the visual event that overlaps it most. Speech
+(ASR, kind ``asr``) keeps its kind: it is what is said, never a description of what is shown, so
+it never describes a scene or the video (see :mod:`longvid.annotate.qa`).
 
 All times are seconds from the sample's start.
 """
@@ -32,6 +37,7 @@ from longvid.annotate.captions import clean_text
 from longvid.annotate.config import EventsConfig
 
 EPS = 1e-6
+SPEECH_KINDS = ("asr",)  # what is said, not what is shown: never a visual description
 
 
 @dataclass
@@ -105,12 +111,34 @@ def _r(x: float) -> float:
     return round(x, 3)
 
 
-def point_events(caps: Sequence[dict[str, Any]], duration: float, width: float) -> list[Event]:
-    """Point-in-time texts → events ``width`` long, centred on the point, inside the sample."""
+def point_events(caps: Sequence[dict[str, Any]], duration: float, width: float,
+                 rule: str = "fixed") -> list[Event]:
+    """Point-in-time texts → events inside the sample.
+
+    ``fixed``: ``width`` long, centred on the point. ``neighbours`` (the narration timeline):
+    a narration marks a moment of an action that lasts until the annotator's next narration, so
+    its event runs from the midpoint with the previous narration of the same origin (pass) to
+    the midpoint with the next one, at most ``width / 2`` either side of the point (the first
+    and last narrations, and lone ones, take ``width / 2``). Narrations at the same time share
+    the span of that time. Spans of one pass therefore never overlap.
+    """
+    half = width / 2
     out = []
+    by_origin: dict[str, list[float]] = {}
+    for c in caps:
+        by_origin.setdefault(c["origin"], []).append(float(c["start"]))
+    times = {o: sorted(set(ts)) for o, ts in by_origin.items()}
     for c in caps:
         t = float(c["start"])
-        a, b = max(0.0, t - width / 2), min(duration, t + width / 2)
+        a, b = t - half, t + half
+        if rule == "neighbours":
+            ts = times[c["origin"]]
+            i = ts.index(t)
+            if i > 0:
+                a = max(a, (ts[i - 1] + t) / 2)
+            if i + 1 < len(ts):
+                b = min(b, (t + ts[i + 1]) / 2)
+        a, b = max(0.0, a), min(duration, b)
         if b - a > EPS:
             out.append(Event(_r(a), _r(b), c["text"], c["kind"], c["origin"]))
     return out
@@ -149,7 +177,8 @@ def source_events(
     asr: list[dict[str, Any]] = []
     spans: list[Event] = []
     for c in captions:
-        if c["start"] is None or c.get("clipped") or c["kind"] not in cfg.event_kinds:
+        if (c["start"] is None or c.get("clipped") or c.get("scope") == "video"
+                or c["kind"] not in cfg.event_kinds):
             continue
         if c["end"] is None:
             points.append(c)
@@ -162,7 +191,7 @@ def source_events(
             asr.append(c)
         else:
             spans.append(Event(_r(c["start"]), _r(c["end"]), c["text"], c["kind"], c["origin"]))
-    events = point_events(points, duration, cfg.point_event_s)
+    events = point_events(points, duration, cfg.point_event_s, cfg.point_event_rule)
     events += join_asr(asr, cuts, cfg.asr_join_gap_s, cfg.asr_max_s)
     events += one_per_span(spans, cfg.prefer_origins)
     return dedup_events(events, cfg.dedup_iou)
@@ -232,7 +261,8 @@ def scenes_from_cuts(
         else:
             # the most *specific* event: best IoU, so a summary spanning many shots loses to
             # a narration inside this one
-            best = max(events, key=lambda e: (iou(e, shot), -e.start), default=None)
+            visual = [e for e in events if e.kind not in SPEECH_KINDS]  # speech is no scene
+            best = max(visual, key=lambda e: (iou(e, shot), -e.start), default=None)
             if best is not None and overlap(a, b, best.start, best.end) > EPS:
                 shot.text, shot.origin = best.text, best.origin
         scenes.append(shot)

@@ -237,6 +237,15 @@ def resolve_codec(profile: EncodeProfile) -> str:
     return profile.codec
 
 
+# With threads > 1 x264 runs its lookahead (frame types, MB-tree) in a thread of its own
+# (sync-lookahead). At the end of the stream that thread decides the last frames over however
+# many frames had reached it when the flush arrived, which depends on thread timing: the same
+# span gave 2-4 different files in 16 runs at threads=2 (same frames, the last GOPs a few bytes
+# apart). sync-lookahead=0 runs the lookahead in the calling thread; frame threads stay, and
+# the output is then a pure function of the input, the profile and the thread count.
+X264_DETERMINISTIC = "sync-lookahead=0"
+
+
 def _video_codec_args(codec: str, profile: EncodeProfile) -> list[str]:
     gop = str(profile.gop)
     if codec == "h264_nvenc":
@@ -248,6 +257,7 @@ def _video_codec_args(codec: str, profile: EncodeProfile) -> list[str]:
     args = [
         "-c:v", "libx264", "-preset", profile.preset, "-crf", str(profile.crf),
         "-g", gop, "-keyint_min", gop, "-sc_threshold", "0",
+        "-x264-params", X264_DETERMINISTIC,
     ]  # fmt: skip
     if profile.threads:
         args += ["-threads", str(profile.threads)]
@@ -276,6 +286,25 @@ def transcode(
     (mp4, mkv, avi) the container's own seek is exact and they are optional.
     """
     src, dst = Path(src), Path(dst)
+    name = str(src)
+    tmp = _temp_next_to(dst)
+    args, first = transcode_args(src, tmp, start, end, profile, keyframes=keyframes)
+    _run(name, args, tmp, profile.timeout_s)
+    out = _publish(name, tmp, dst)
+    return CutResult(start=first, end=first + out.duration, mode="encode", info=out)
+
+
+def transcode_args(
+    src: Path,
+    out: Path,
+    start: float,
+    end: float,
+    profile: EncodeProfile,
+    *,
+    keyframes: Sequence[float] | None = None,
+) -> tuple[list[str], float]:
+    """The ffmpeg arguments that encode ``[start, end)`` of ``src`` into ``out``, and the time
+    of the first frame kept (see :func:`transcode`)."""
     name = str(src)
     info = _source_info(src)
     _check_span(name, start, end, info)
@@ -307,7 +336,6 @@ def transcode(
         vf.append(f"scale={w}:{h}:flags=area")
     if info.fps is None or info.fps > profile.fps_cap + 1e-6:
         vf.append(f"fps={profile.fps_cap:g}")
-    tmp = _temp_next_to(dst)
     args = ["-y", "-ss", _ss_arg(info, seek_to), "-i", _abs(src), "-map", f"0:{info.stream_index}"]
     if profile.audio:
         args += ["-map", "0:a:0?", "-af", f"atrim={window},asetpts=PTS-STARTPTS"]
@@ -318,8 +346,6 @@ def transcode(
         "-pix_fmt", profile.pix_fmt,
         "-map_metadata", "-1",
         "-movflags", "+faststart",
-        "-f", "mp4", _abs(tmp),
+        "-f", "mp4", _abs(out),
     ]  # fmt: skip
-    _run(name, args, tmp, profile.timeout_s)
-    out = _publish(name, tmp, dst)
-    return CutResult(start=first, end=first + out.duration, mode="encode", info=out)
+    return args, first

@@ -42,6 +42,7 @@ from longvid.pipelines.plan import (
 )
 from longvid.pipelines.stages import check_stage_list, stage_class
 from longvid.pipelines.unit_task import ModelStageRunner, run_unit, run_unit_cpu, write_payload
+from longvid.pipelines.uploads import sweep_stale_uploads
 from longvid.shards import ledger
 from longvid.stages.base import Resources
 
@@ -348,6 +349,7 @@ def run_build(cfg: BuildConfig, *, restart: bool = False) -> BuildResult:
 
     t = time.monotonic()
     committed, pending = resume(prep)
+    stale_uploads = sweep_stale_uploads(root)  # no unit runs yet: open uploads are dead writers'
     timings["resume_scan"] = time.monotonic() - t
     progress = Progress(len(plan.units), cfg.progress, already=len(plan.units) - len(pending))
     t = time.monotonic()
@@ -381,6 +383,7 @@ def run_build(cfg: BuildConfig, *, restart: bool = False) -> BuildResult:
         "orphans_removed": len(removed),
         "generations": plan.generations,
         "new_records": plan.new_records,
+        "stale_uploads_aborted": stale_uploads,
         "ray_address": ray_address(cfg) if ran else None,
         "source_seconds_this_run": round(progress.source_seconds, 3),
     }

@@ -111,6 +111,8 @@ def format_summary(s: dict[str, Any]) -> str:
             f" rejected {c.get('rejected', 0)} samples {c.get('samples', 0)} "
             f"(short {c.get('samples_short', 0)}, long {c.get('samples_long', 0)})"
         )
+    if s.get("qa_by_task"):
+        lines.append("QA items: " + ", ".join(f"{k} {v}" for k, v in s["qa_by_task"].items()))
     if s["rejects_by_reason"]:
         lines.append("rejects: " + ", ".join(f"{k} {v}" for k, v in s["rejects_by_reason"].items()))
     return "\n".join(lines)

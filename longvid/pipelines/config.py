@@ -97,6 +97,13 @@ class CutProfile(EncodeProfile):
         "so that it can be stream-copied (0 = spans stay exact)",
     )
 
+    threads: int = Field(
+        2,
+        ge=1,
+        description="x264 threads, fixed: the bytes depend on the count (0 = per-node auto is "
+        "not allowed in a build)",
+    )
+
     def encode_profile(self) -> EncodeProfile:
         return EncodeProfile(**{k: getattr(self, k) for k in EncodeProfile.model_fields})
 

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from longvid import storage
 from longvid.errors import NotFoundError
 from longvid.pipelines.plan import Unit
+from longvid.pipelines.uploads import sweep_stale_uploads
 from longvid.schema import REJECTS_SCHEMA
 from longvid.shards import SAMPLES_SCHEMA, ShardInfo, ledger, read_table, write_index
 from longvid.shards.manifest import to_table
@@ -55,6 +56,7 @@ def finalize(
     ``corpus_filter`` (rows → kept rows, reject rows) needs every sample row at once (duplicates,
     longvid.dedup.filter): when one is configured, the sample parts are read and the parts
     that lose rows are rewritten; its rejects accumulate in ``rejects.parquet/corpus-filter``."""
+    run["stale_uploads_aborted"] = run.get("stale_uploads_aborted", 0) + sweep_stale_uploads(root)
     committed = [markers[u.unit_id] for u in units if u.unit_id in markers]
     shards = [ShardInfo.from_dict(s) for m in committed for s in m.shards]
     write_index(root, shards, name="longvid")
@@ -169,6 +171,14 @@ def apply_corpus_rejects(
     summary["corpus_filter_rejects"] = len(rejects)
 
 
+def qa_by_task(by_source: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """QA items per task over all sources (the ``qa_<task>`` counts of the unit stats)."""
+    total: Counter = Counter()
+    for counts in by_source.values():
+        total.update({k[3:]: v for k, v in counts.items() if k.startswith("qa_")})
+    return dict(sorted(total.items()))
+
+
 def summarize(
     units: list[Unit],
     committed: list[ledger.CommitMarker],
@@ -219,6 +229,7 @@ def summarize(
             for s, c in sorted(by_source.items())
         },
         "rejects_by_reason": dict(reasons.most_common()),
+        "qa_by_task": qa_by_task(by_source),
         "stage_seconds": {k: round(v, 3) for k, v in sorted(stage_seconds.items())},
         "unit_task_seconds": round(unit_wall, 3),
         "source_hours": round(source_seconds / 3600, 4),

@@ -90,6 +90,8 @@ def unit_stats(works: list[VideoWork], wall: float) -> dict[str, Any]:
             c[f"samples_{o.row['bucket']}"] += 1
             c[f"cut_{o.row['extra']['cut_mode']}"] += 1
             c["sample_seconds"] += float(o.row["duration"] or 0.0)
+            for task, n in (o.row["extra"].get("qa") or {}).items():
+                c[f"qa_{task}"] += n  # QA items per task (the annotate qa/llm_qa stages)
         if w.probe is not None:
             c["source_seconds"] += float(w.probe.duration)
             mismatch = w.notes.get("declared", {}).get("mismatch", [])

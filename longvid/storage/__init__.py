@@ -26,7 +26,9 @@ import re
 import shutil
 import tempfile
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -369,3 +371,44 @@ def delete(uri: str, missing_ok: bool = True) -> None:
     except NotFoundError:
         if not missing_ok:
             raise
+
+
+@dataclass(frozen=True)
+class IncompleteUpload:
+    """An S3 multipart upload that was started and never completed nor aborted."""
+
+    uri: str  # the object it would have created
+    upload_id: str
+    initiated: datetime | None  # the server's clock
+
+
+def incomplete_uploads(prefix_uri: str) -> list[IncompleteUpload]:
+    """Open multipart uploads below a folder (S3 prefix), sorted by URI. Local folders have
+    none (their temp files are ordinary dot-files); HTTP(S) cannot be listed."""
+    scheme = _scheme(prefix_uri)
+    if scheme != "s3":
+        if _is_http(scheme):
+            raise StorageError(f"{prefix_uri}: cannot list an HTTP(S) URL")
+        return []
+    return [IncompleteUpload(*u) for u in _s3.list_uploads(prefix_uri)]
+
+
+def abort_incomplete_uploads(
+    prefix_uri: str,
+    *,
+    keep: Callable[[IncompleteUpload], bool] | None = None,
+) -> list[IncompleteUpload]:
+    """Abort the open multipart uploads below a folder, except those ``keep`` claims (e.g.
+    uploads of writers still running); returns the aborted ones.
+
+    A writer killed mid-upload leaves such an upload behind: its parts cost storage but no
+    object listing shows them. Only call this when no writer you do not ``keep`` is running
+    under the prefix: aborting a live upload makes that writer fail.
+    """
+    aborted = []
+    for up in incomplete_uploads(prefix_uri):
+        if keep is not None and keep(up):
+            continue
+        _s3.abort_upload(up.uri, up.upload_id)
+        aborted.append(up)
+    return aborted

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import urllib.parse
@@ -42,6 +43,10 @@ def local_errors(path: str | Path) -> Iterator[None]:
         raise StorageError(f"{path}: {exc.strerror or exc}") from None
 
 
+# errno values of a write that found no room: the disk (or the tmpfs) is full, or a quota
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
 def temp_sibling(path: Path) -> Path:
     """A unique dot-prefixed name next to ``path`` (listings skip it; same FS, so the final
     rename is atomic)."""
@@ -69,7 +74,13 @@ def atomic_writer(path: Path, durable: bool = True) -> Iterator[BinaryIO]:
         tmp = temp_sibling(path)
         fh = open(tmp, "xb")  # closed below on every path
     try:
-        yield fh
+        try:
+            yield fh
+        except OSError as exc:
+            if exc.errno not in _FULL:
+                raise
+            # the caller's write hit a full disk or quota: say which file it was writing
+            raise StorageError(f"{path}: {exc.strerror} (while writing it)") from None
         with local_errors(path):
             fh.flush()
             if durable:
@@ -79,7 +90,9 @@ def atomic_writer(path: Path, durable: bool = True) -> Iterator[BinaryIO]:
         if durable:
             _fsync_dir(path.parent)
     finally:
-        if not fh.closed:
+        # close() flushes the buffer again and fails again on a full disk: the temp file must
+        # still go, and the error already raised is the one to report
+        with contextlib.suppress(OSError):
             fh.close()
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

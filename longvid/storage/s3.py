@@ -297,3 +297,43 @@ def list_prefix_sizes(uri: str, suffix: str | None = None) -> dict[str, int]:
 def delete(uri: str) -> None:
     bucket, key = split_uri(uri)
     call(uri, client().delete_object, Bucket=bucket, Key=key)
+
+
+# --- incomplete multipart uploads ---------------------------------------------------------------
+# A writer killed mid-upload (worker or node death, SIGKILL) leaves its multipart upload open:
+# the parts are stored and billed, yet no listing of objects shows them.
+
+
+def list_uploads(uri: str) -> list[tuple[str, str, Any]]:
+    """Open multipart uploads under a prefix (taken as a folder): (object URI, upload id,
+    initiated datetime), sorted."""
+    bucket, prefix = split_uri(uri, need_key=False)
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    out: list[tuple[str, str, Any]] = []
+
+    def collect() -> None:
+        paginator = client().get_paginator("list_multipart_uploads")
+        try:
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                for up in page.get("Uploads", []):
+                    key = up["Key"]
+                    out.append((f"s3://{bucket}/{key}", up["UploadId"], up.get("Initiated")))
+        except Exception as exc:
+            # rclone (gofakes3) answers NoSuchUpload for a prefix with no object under it,
+            # where AWS answers an empty list
+            error = _client_error_in(exc)
+            if error is None or error.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                raise
+
+    call(uri, collect)
+    return sorted(out, key=lambda u: (u[0], u[1]))
+
+
+def abort_upload(uri: str, upload_id: str) -> None:
+    """Abort one multipart upload (its parts are deleted); one already gone is fine."""
+    bucket, key = split_uri(uri)
+    try:
+        call(uri, client().abort_multipart_upload, Bucket=bucket, Key=key, UploadId=upload_id)
+    except NotFoundError:
+        pass  # NoSuchUpload: completed or aborted meanwhile

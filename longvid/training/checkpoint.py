@@ -18,6 +18,7 @@ without a manifest: neither is ever picked by :func:`latest`, and the next save 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import random
@@ -86,6 +87,11 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    if "seed" in state:  # a rank the checkpoint did not have: its own stream from a seed
+        random.seed(state["seed"])
+        np.random.seed(state["seed"] % 2**32)
+        torch.manual_seed(state["seed"])  # CPU and every CUDA device
+        return
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
@@ -220,7 +226,16 @@ class CheckpointWriter:
     def _put(self, folder: str, name: str, write: Callable[[Path], None]) -> None:
         """Write one file of the checkpoint (into the local temp folder, or upload to S3)."""
         if not self.remote:
-            write(Path(folder) / name)
+            target = Path(folder) / name
+            try:
+                write(target)
+            except Exception as exc:  # OSError, or torch's RuntimeError on a short write
+                free = shutil.disk_usage(folder).free  # before the partial file goes
+                target.unlink(missing_ok=True)
+                raise StorageError(
+                    f"{target}: could not write this checkpoint file ({exc}); {free} bytes were "
+                    "free on its filesystem; the checkpoint was not committed"
+                ) from None
             return
         with tempfile.TemporaryDirectory(prefix="longvid-ckpt-") as tmp:
             local = Path(tmp) / name
@@ -250,10 +265,15 @@ class CheckpointWriter:
         self._put(work, rank_file(self.rank), lambda p: _torch_save(rank_payload, p))
         self.barrier()
         if self.rank == 0:
-            self._put(work, MODEL, lambda p: _torch_save(model_state(), p))
-            self._put(work, OPTIMIZER, lambda p: _torch_save(optimizer_state(), p))
-            self._put(work, STATE, lambda p: p.write_text(json.dumps(state, indent=1)))
-            self._commit(work, final, step)
+            try:
+                self._put(work, MODEL, lambda p: _torch_save(model_state(), p))
+                self._put(work, OPTIMIZER, lambda p: _torch_save(optimizer_state(), p))
+                self._put(work, STATE, lambda p: p.write_text(json.dumps(state, indent=1)))
+                self._commit(work, final, step)
+            except BaseException:
+                if not self.remote:  # a failed save leaves nothing behind (its space is freed)
+                    shutil.rmtree(work, ignore_errors=True)
+                raise
             self.prune()
         self.barrier()
         return final
@@ -337,16 +357,21 @@ def _torch_load(uri: str) -> Any:
 
 def load_checkpoint(ref: CheckpointRef, rank: int) -> LoadedCheckpoint:
     """Read a checkpoint for ``rank``. With another world size than the checkpoint's, rank ``r``
-    takes rank ``r mod old_world``'s RNG and loader cursor (the cursor counts global batches, so
-    the data position is the same for every rank)."""
+    takes rank ``r mod old_world``'s loader cursor (the cursor counts global batches, so the data
+    position is the same for every rank); a rank the checkpoint did not have gets its own RNG
+    stream, seeded from (run seed, step, rank), never a copy of another rank's."""
     try:
         state = json.loads(storage.read_text(storage.join(ref.uri, STATE)))
     except json.JSONDecodeError as exc:
         raise FormatError(f"{ref.uri}/{STATE}: not JSON ({exc})") from None
+    per_rank = _torch_load(storage.join(ref.uri, rank_file(rank % ref.world_size)))
+    if rank >= ref.world_size:
+        blob = f"{state.get('seed')}\x1f{ref.step}\x1frank-rng\x1f{rank}".encode()
+        per_rank["rng"] = {"seed": int.from_bytes(hashlib.sha256(blob).digest()[:8], "little")}
     return LoadedCheckpoint(
         ref=ref,
         state=state,
         model=_torch_load(storage.join(ref.uri, MODEL)),
         optimizer=_torch_load(storage.join(ref.uri, OPTIMIZER)),
-        rank=_torch_load(storage.join(ref.uri, rank_file(rank % ref.world_size))),
+        rank=per_rank,
     )

@@ -27,6 +27,7 @@ from longvid.training.model.config import ModelConfig
 PARTS = ("encoder", "projector", "llm")  # the model's parameter groups (HiCoModel.parameter_groups)
 Part = Literal["encoder", "projector", "llm"]
 
+
 class StageDataConfig(Section):
     """What one stage reads: its mixture, how many samples, frames per video, the question."""
 
@@ -52,6 +53,9 @@ class StageDataConfig(Section):
         "Describe the video.", description="question asked of caption-only samples"
     )
     frame_times_prompt: bool = Field(False, description="list every frame's time in the prompt")
+    template: Literal["chat", "plain"] = Field(
+        "chat", description="chat layout, or plain (<video> + answer; stage 1 of the recipe)"
+    )
     max_substitutes: int = Field(8, ge=1, description="substitutes tried for an undecodable clip")
 
     @model_validator(mode="after")

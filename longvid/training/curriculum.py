@@ -79,6 +79,7 @@ def _loader_config(
         frames_dtype=d.frames_dtype,
         question=sd.question,
         frame_times_prompt=sd.frame_times_prompt,
+        template=sd.template,
         max_text_len=stage.max_seq_len,
         max_substitutes=sd.max_substitutes,
         num_workers=d.num_workers,

@@ -127,6 +127,24 @@ def encode_conversation(
     return torch.tensor(ids, dtype=torch.long), torch.tensor(labels, dtype=torch.long)
 
 
+def encode_plain(tokenizer: Any, conversations: Sequence[dict[str, Any]]) -> tuple[Tensor, Tensor]:
+    """The ``plain`` template of stage 1 (LLaVA / VideoChat-Flash alignment): ``<video>`` then the
+    first answer and a newline, nothing else (no system, roles or question). Labels copy the
+    answer and its newline; the placeholder is -100."""
+    answers = [
+        t.get("value", t.get("content"))
+        for t in conversations
+        if _ROLES.get(str(t.get("from", t.get("role")))) == "assistant"
+    ]
+    if not answers or not isinstance(answers[0], str) or not answers[0].strip():
+        raise FormatError("conversation has no answer turn")
+    head = tokenizer(VIDEO_TOKEN, add_special_tokens=False)["input_ids"]
+    body = tokenizer(answers[0].strip() + "\n", add_special_tokens=False)["input_ids"]
+    ids = torch.tensor(head + body, dtype=torch.long)
+    labels = torch.tensor([IGNORE_INDEX] * len(head) + body, dtype=torch.long)
+    return ids, labels
+
+
 def build_tokenizer(
     texts: Iterable[str], out_dir: str | Path, vocab_size: int = 1024, seed_prompts: bool = True
 ):

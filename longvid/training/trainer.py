@@ -36,7 +36,7 @@ from longvid.errors import ConfigError, LongvidError
 from longvid.training import checkpoint as ckpt
 from longvid.training.config import TrainConfig, resolve_path
 from longvid.training.curriculum import StagePlan, apply_stage, make_optimizer, plan_stages
-from longvid.training.data import StatefulLoader, make_loader, normalize_frames
+from longvid.training.data import LoaderError, StatefulLoader, make_loader, normalize_frames
 from longvid.training.data.catalog import Catalog, load_catalog
 from longvid.training.distributed import DistEnv, configure_runtime, init_distributed, shutdown
 from longvid.training.metrics import MetricsLog, format_summary, read_metrics, stage_summary
@@ -558,12 +558,20 @@ def batch_stream(loader) -> Iterator[dict[str, Any]]:
     """The loader's batches across epochs. Starting a DataLoader iterator draws its base seed
     from the global torch RNG; doing it under ``fork_rng`` keeps the training RNG stream the
     same whether or not the run was resumed in between."""
+    empty = 0
     while True:
         it = iter(loader)
         with torch.random.fork_rng(devices=[]):
             try:
                 first = next(it)
             except StopIteration:
+                # An epoch with no batch would make this loop spin forever: stop instead.
+                empty += 1
+                if empty > 1:
+                    raise LoaderError(
+                        f"the loader yielded no batch in {empty} epochs in a row: nothing to train on"
+                    ) from None
                 continue
+        empty = 0
         yield first
         yield from it

@@ -13,7 +13,7 @@ import numpy as np
 from longvid.dedup.fingerprint import clip_fingerprint, to_hex
 from longvid.errors import LongvidError
 from longvid.media.cut import CutResult, cut_copy, transcode
-from longvid.pipelines.captions import main_caption
+from longvid.pipelines.captions import main_caption, mark_video_level
 from longvid.pipelines.config import CutProfile
 from longvid.schema import sample_key
 from longvid.segment.policy import retime_texts
@@ -21,6 +21,7 @@ from longvid.stages.base import Stage, reason_of
 from longvid.stages.work import SampleOutput, SampleSpec, VideoWork
 
 SAMPLE_FORMAT = "longvid-sample-v1"
+WHOLE_VIDEO_TOL_S = 0.5  # a sample this close to both ends is the whole video (its texts fit)
 
 
 def starts_on_keyframe(start: float, keyframes: list[float], fps: float) -> bool:
@@ -115,7 +116,10 @@ class Cut(Stage):
         if abs(res.start - spec.start) > 1e-6 or abs(res.end - spec.end) > 1e-6:
             # a copy starts on its keyframe and ends where the GOP lets it: re-time to the truth
             texts = retime_texts(rec.get("texts") or [], res.start, res.end)
-        caption = main_caption(texts, self.cfg.caption.prefer_origins, self.cfg.caption.max_chars)
+        texts = mark_video_level(texts, rec.get("texts") or [], src.duration)
+        whole = res.start <= WHOLE_VIDEO_TOL_S and res.end >= src.duration - WHOLE_VIDEO_TOL_S
+        caption = main_caption(texts, self.cfg.caption.prefer_origins, self.cfg.caption.max_chars,
+                               whole_video=whole)
         cuts = [_r(c - res.start) for c in work.cuts if res.start + 1e-6 < c < res.end - 1e-6]
         meta: dict[str, Any] = {
             "format": SAMPLE_FORMAT,

@@ -103,6 +103,11 @@ class StageData(Section):
     frame_times_prompt: bool = Field(
         False, description="also list every frame's timestamp in the prompt"
     )
+    template: Literal["chat", "plain"] = Field(
+        "chat",
+        description="chat: the Qwen chat layout with the timestamp prompt; plain: <video> then "
+        "the first answer only (stage-1 alignment, as VideoChat-Flash)",
+    )
     max_text_len: int = Field(2048, ge=8, description="token ids per sample are cut to this")
     max_substitutes: int = Field(
         8, ge=1, description="decode-failure substitutes tried per sample before giving up"

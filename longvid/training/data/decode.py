@@ -56,16 +56,24 @@ class PyAVDecoder:
     def __call__(self, data, times, size, *, keyframes, uri):
         import av.error
 
-        from longvid.media.decode import decode_at
+        from longvid.media.decode import FrameSampler
 
         try:
-            frames = decode_at(
+            with FrameSampler(
                 data,
-                [float(t) for t in times],
                 size=(size, size),
                 keyframes=list(keyframes) if keyframes else None,
                 threads=self.threads,
-            )
+            ) as sampler:
+                frames = sampler.decode_at([float(t) for t in times])
+                if sampler.decode_errors:
+                    # the build decoded this clip cleanly, so its bytes were damaged since: the
+                    # frames around the damage would be stale or concealed, never train on them
+                    raise MediaError(
+                        uri,
+                        "decode_failed",
+                        f"{sampler.decode_errors} packet(s) failed to decode (damaged bytes)",
+                    )
         except MediaError as exc:  # it names "<N bytes in memory>"; name the sample instead
             raise MediaError(uri, exc.reason, exc.detail) from None
         except av.error.FFmpegError as exc:

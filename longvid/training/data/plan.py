@@ -62,8 +62,15 @@ def largest_remainder(weights: list[float], total: int) -> list[int]:
 def component_pools(catalog: Catalog, cfg: StageData) -> list[np.ndarray]:
     """Catalog row indices per mixture component; a row goes to the first component it matches.
 
-    Raises ConfigError naming a component that selects no sample (its weight could not be met).
+    Raises ConfigError when the corpora hold no sample at all, or naming a component that
+    selects no sample (its weight could not be met): a loader never starts with nothing to
+    yield.
     """
+    if len(catalog) == 0:
+        raise ConfigError(
+            f"stage {cfg.stage!r}: the corpora hold no samples ({catalog.describe()}); "
+            "nothing to load"
+        )
     taken = np.zeros(len(catalog), dtype=bool)
     pools = []
     for comp in cfg.mixture:

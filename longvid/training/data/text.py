@@ -4,7 +4,8 @@ The conversation is the sample's own (``KEY.json`` ``conversations``, LLaVA styl
 annotation writes one, the stage's question answered by the main caption. The tokenizer module
 puts one ``<video>`` placeholder and the timestamp prompt built from the real duration and the
 frame count (and, with ``frame_times_prompt``, every frame's time) at the start of the first
-human turn; labels are -100 outside the answers.
+human turn; labels are -100 outside the answers. The ``plain`` template (stage 1) is
+``<video>`` and the answer alone.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from longvid.errors import FormatError
 from longvid.training.data.config import StageData
 from longvid.training.data.sample import LoadedSample, SampleError, default_conversation
-from longvid.training.tokenizer import encode_conversation, timestamp_prompt
+from longvid.training.tokenizer import encode_conversation, encode_plain, timestamp_prompt
 
 
 def prompt_for(sample: LoadedSample, cfg: StageData) -> str:
@@ -40,9 +41,12 @@ def tokenize_sample(
         return
     times = [float(t) for t in sample.times] if cfg.frame_times_prompt else None
     try:
-        ids, labels = encode_conversation(
-            tokenizer, sample.conversations, sample.duration, len(sample.times), times
-        )
+        if cfg.template == "plain":
+            ids, labels = encode_plain(tokenizer, sample.conversations)
+        else:
+            ids, labels = encode_conversation(
+                tokenizer, sample.conversations, sample.duration, len(sample.times), times
+            )
     except FormatError as exc:
         raise SampleError(row["key"], "bad_conversation", str(exc)) from None
     sample.input_ids = ids[: cfg.max_text_len]

@@ -7,6 +7,7 @@ from longvid.training.model.config import (
     LLMConfig,
     MergeConfig,
     ModelConfig,
+    RopeScalingConfig,
 )
 from longvid.training.model.hico import HiCoModel, ModelOutput
 
@@ -18,4 +19,5 @@ __all__ = [
     "MergeConfig",
     "ModelConfig",
     "ModelOutput",
+    "RopeScalingConfig",
 ]

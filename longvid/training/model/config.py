@@ -101,18 +101,51 @@ class MergeConfig(Section):
     )
 
 
+class RopeScalingConfig(Section):
+    """Stretch RoPE past the context the LLM was trained at (passed to the Qwen2 config).
+
+    ``yarn``: YaRN interpolation (the released VideoChat-Flash NIAH run uses factor 4 over an
+    original 32768 window to reach about 10k frames); ``linear``: position interpolation."""
+
+    type: Literal["yarn", "linear"] = Field("yarn", description="yarn or linear")
+    factor: float = Field(4.0, ge=1.0, description="context multiple; 1.0 changes nothing")
+    original_max_position_embeddings: int | None = Field(
+        None,
+        ge=16,
+        description="window the LLM was trained at (yarn); None = llm.max_position_embeddings",
+    )
+
+    def hf_dict(self, max_position_embeddings: int) -> dict[str, float | int | str]:
+        """The ``rope_scaling`` dict transformers reads."""
+        out: dict[str, float | int | str] = {"rope_type": self.type, "factor": self.factor}
+        if self.type == "yarn":
+            out["original_max_position_embeddings"] = (
+                self.original_max_position_embeddings or max_position_embeddings
+            )
+        return out
+
+
 class LLMConfig(Section):
     """The language model: a local Hugging Face directory, or a Qwen2 built from these sizes."""
 
-    path: str | None = Field(None, description="local HF model dir; when set the sizes are ignored")
+    path: str | None = Field(
+        None,
+        description="local HF model dir; when set the sizes are ignored (rope_scaling, with "
+        "max_position_embeddings, still applies)",
+    )
     vocab_size: int = Field(152064, ge=8, description="embedding rows (grown to the tokenizer)")
     hidden_size: int = Field(3584, ge=8, description="model width")
     num_layers: int = Field(28, ge=1, description="decoder layers")
     num_heads: int = Field(28, ge=1, description="query heads")
     num_kv_heads: int = Field(4, ge=1, description="key/value heads (grouped-query attention)")
     intermediate_size: int = Field(18944, ge=8, description="MLP hidden width")
-    max_position_embeddings: int = Field(32768, ge=16, description="longest position")
+    max_position_embeddings: int = Field(
+        32768, ge=16, description="longest position (with rope_scaling: the stretched length)"
+    )
     rope_theta: float = Field(1_000_000.0, gt=0, description="RoPE base")
+    rope_scaling: RopeScalingConfig | None = Field(
+        None, description="YaRN / linear RoPE scaling for contexts past the trained window"
+    )
     rms_norm_eps: float = Field(1e-6, gt=0, description="RMSNorm epsilon")
     tie_word_embeddings: bool = Field(False, description="share input and output embeddings")
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
@@ -129,10 +162,11 @@ class LLMConfig(Section):
 class DropoutConfig(Section):
     """Progressive visual dropout in the LLM prefill (inference only).
 
-    After ``uniform_layer`` layers, keep ``uniform_keep`` of the visual tokens evenly spaced;
-    after ``text_layer`` layers keep ``text_keep`` (of the original count) with the highest
-    attention from the last prompt token. Kept tokens stay in temporal order and positions are
-    renumbered."""
+    After ``uniform_layer`` layers, keep ``uniform_keep`` of the visual tokens at
+    ``linspace(0, n - 1, keep)`` (both ends kept); after ``text_layer`` layers keep ``text_keep``
+    (of the original count) with the highest attention from the last prompt token, scored with
+    the next layer's input norm and q/k on the current hidden states (as VideoChat-Flash). Kept
+    tokens stay in temporal order and positions are renumbered."""
 
     enabled: bool = Field(False, description="apply at inference (never in training)")
     uniform_layer: int = Field(4, ge=1, description="layers run before the uniform drop")
@@ -174,7 +208,15 @@ class ModelConfig(Section):
             return dense
         return min(dense, self.merge.tokens_per_frame * self.encoder.clip_len)
 
+    def visual_tokens_per_image(self) -> int:
+        """Tokens a still image (T = 1, encoded as itself) gives to the LLM: merged to the
+        budget of one clip, or all its patches in the dense baseline."""
+        return min(self.encoder.tokens_per_frame, self.visual_tokens_per_clip())
+
     def visual_tokens(self, n_frames: int) -> int:
-        """Tokens a video of ``n_frames`` gives to the LLM (frames padded to whole clips)."""
-        clips = -(-max(n_frames, 1) // self.encoder.clip_len)
+        """Tokens a video of ``n_frames`` gives to the LLM (frames padded to whole clips; one
+        frame is an image)."""
+        if n_frames <= 1:
+            return self.visual_tokens_per_image()
+        clips = -(-n_frames // self.encoder.clip_len)
         return clips * self.visual_tokens_per_clip()

@@ -2,9 +2,11 @@
 
 The runner drives the decoder layers of a transformers causal LM (Qwen2 layout: ``model.layers``,
 ``model.rotary_emb``, ``model.norm``, ``lm_head``) itself, so it can shrink the sequence between
-layers. Before the layer at ``uniform_layer`` it keeps an evenly spaced subset of the visual
-tokens; before the layer at ``text_layer`` it keeps those the last prompt token attended to most in
-the layer just run. Kept tokens stay in temporal order and positions are renumbered 0..L'-1, so
+layers, as VideoChat-Flash does. After ``uniform_layer`` layers it keeps visual tokens at
+``linspace(0, n - 1, keep)`` (both ends included); after ``text_layer`` layers it scores the visual
+tokens with the *next* layer's input norm and q/k projections applied to the current hidden states
+(the attention the last prompt token would pay them in that layer, softmax over the whole
+sequence, averaged over heads) and keeps the highest. Kept tokens stay in temporal order and positions are renumbered 0..L'-1, so
 every layer's key/value cache holds a compact sequence; in decoding, a new token's position in
 a layer is simply that layer's cache length (shallow layers see the long sequence, deep layers the
 short one). Used at inference only; training calls the LLM's own forward.
@@ -48,8 +50,9 @@ def plan_dropout(cfg: DropoutConfig, n_visual: int, num_layers: int) -> list[Dro
 
 
 def uniform_keep_indices(n: int, keep: int, device: torch.device | None = None) -> Tensor:
-    """[keep] indices spread evenly over range(n): the midpoints of ``keep`` equal intervals."""
-    return ((torch.arange(keep, device=device, dtype=torch.float64) + 0.5) * n / keep).long()
+    """[keep] indices spread evenly over range(n), first and last included:
+    ``linspace(0, n - 1, keep)`` truncated to integers, as the released code."""
+    return torch.linspace(0, n - 1, keep, dtype=torch.long, device=device)
 
 
 def text_keep_indices(scores: Tensor, keep: int) -> Tensor:
@@ -134,17 +137,21 @@ class LayerRunner:
         )
         return out[0] if isinstance(out, tuple) else out
 
-    def _last_token_attention(self, i: int, normed_last: Tensor, cache: SegmentedKVCache) -> Tensor:
-        """[B, L] attention of the last position (its normed input ``normed_last`` [B,1,D]) over
-        the keys layer i cached, averaged over heads."""
-        attn = self.layers[i].self_attn
-        keys = cache.keys[i]  # [B, kv, L, d], already rotated
-        b, kv_heads, n, d = keys.shape
-        q = attn.q_proj(normed_last).view(b, 1, -1, d).transpose(1, 2)  # [B, H, 1, d]
-        cos, sin = self._rope(normed_last, torch.tensor([n - 1], device=keys.device))
-        q = q * cos[:, None] + _rotate_half(q) * sin[:, None]
-        heads = q.shape[1]
-        k = keys.repeat_interleave(heads // kv_heads, dim=1)  # [B, H, L, d]
+    def text_scores(self, i: int, h: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
+        """[B, L] attention the last position would pay every position in layer ``i``, computed
+        from the hidden states ``h`` [B, L, D] entering that layer: its input norm, q/k
+        projections and RoPE, softmax over the whole sequence, mean over heads."""
+        layer = self.layers[i]
+        attn = layer.self_attn
+        x = layer.input_layernorm(h)
+        b, n, _ = x.shape
+        d = attn.head_dim
+        q = attn.q_proj(x[:, -1:]).view(b, 1, -1, d).transpose(1, 2)  # [B, H, 1, d]
+        k = attn.k_proj(x).view(b, n, -1, d).transpose(1, 2)  # [B, kv, L, d]
+        cos, sin = rope  # each [1, L, d]
+        q = q * cos[:, None, -1:] + _rotate_half(q) * sin[:, None, -1:]
+        k = k * cos[:, None] + _rotate_half(k) * sin[:, None]
+        k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)  # [B, H, L, d]
         w = (q.float() @ k.float().transpose(-1, -2)) * (d**-0.5)  # [B, H, 1, L]
         return w.softmax(dim=-1).mean(dim=1)[:, 0]
 
@@ -161,12 +168,10 @@ class LayerRunner:
         cache = SegmentedKVCache(len(self.layers))
         kept = torch.arange(n_visual, device=device)
         by_layer = {s.layer: s for s in steps}
-        text_layers = {s.layer for s in steps if s.kind == "text"}
         positions = torch.arange(h.shape[1], device=device)
         rope, mask = self._rope(h, positions), self._mask(h)
         visual_per_layer: list[int] = []
         seq_per_layer: list[int] = []
-        normed_last = None
         for i in range(len(self.layers)):
             step = by_layer.get(i)
             if step is not None and step.keep < kept.numel():
@@ -174,15 +179,13 @@ class LayerRunner:
                 if step.kind == "uniform":
                     sel = uniform_keep_indices(n, step.keep, device)
                 else:
-                    attn = self._last_token_attention(i - 1, normed_last, cache)
-                    sel = text_keep_indices(attn[0, visual_start : visual_start + n], step.keep)
+                    scores = self.text_scores(i, h, rope)  # [1, L]
+                    sel = text_keep_indices(scores[0, visual_start : visual_start + n], step.keep)
                 vis = h[:, visual_start : visual_start + n]
                 h = torch.cat([h[:, :visual_start], vis[:, sel], h[:, visual_start + n :]], dim=1)
                 kept = kept[sel]
                 positions = torch.arange(h.shape[1], device=device)  # renumbered
                 rope, mask = self._rope(h, positions), self._mask(h)
-            if i + 1 in text_layers:
-                normed_last = self.layers[i].input_layernorm(h[:, -1:])
             h = self._layer(i, h, positions, rope, mask, cache)
             visual_per_layer.append(kept.numel())
             seq_per_layer.append(h.shape[1])

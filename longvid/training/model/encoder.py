@@ -142,18 +142,24 @@ class UMTEncoder(nn.Module):
             cfg.pretrain_img_size // cfg.patch_size,
         )
         self.register_buffer("pos_embed", pos, persistent=False)  # fixed, rebuilt from config
+        # an image goes through as T = 1 with its own table: the pretraining grid of one frame
+        # (positions 0..195 of the 1-D table at 224 px), resized to the input grid
+        img_pos = umt_pos_embed(1, cfg.grid, cfg.width, 1, cfg.pretrain_img_size // cfg.patch_size)
+        self.register_buffer("img_pos_embed", img_pos, persistent=False)
         self.grad_checkpointing = False
         self.apply(_init_weights)
 
     def forward(self, clips: Tensor) -> Tensor:
+        """Clips [B, 3, clip_len, H, W], or images [B, 3, 1, H, W] (the image position table)."""
         _, _, t, h, w = clips.shape
-        if (t, h, w) != (self.cfg.clip_len, self.cfg.img_size, self.cfg.img_size):
+        if t not in (1, self.cfg.clip_len) or (h, w) != (self.cfg.img_size, self.cfg.img_size):
             raise ValueError(
-                f"UMT encoder expects clips of {self.cfg.clip_len} frames at "
+                f"UMT encoder expects clips of {self.cfg.clip_len} frames (or images) at "
                 f"{self.cfg.img_size}x{self.cfg.img_size}, got {t} frames at {h}x{w}"
             )
         x = self.patch_embed(clips.to(self.patch_embed.proj.weight.dtype))
-        x = x + self.pos_embed.to(x.dtype)
+        table = self.img_pos_embed if t == 1 and self.cfg.clip_len != 1 else self.pos_embed
+        x = x + table.to(x.dtype)
         for blk in self.blocks:
             if self.grad_checkpointing and self.training:
                 x = checkpoint(blk, x, use_reentrant=False)

@@ -2,8 +2,10 @@
 the prompt's ``<video>`` placeholder.
 
 Frames: [T, 3, H, W] float, normalised (``preprocess`` makes them from uint8 frames). T is padded
-to a whole number of clips by repeating the last frame; an image is T=1 and so becomes a clip of
-the image repeated ``clip_len`` times (the needle-clip convention), giving 64 tokens like a clip.
+to a whole number of clips by repeating the last frame. An image is T=1 and goes through the
+encoder as itself (a 1-frame input with the encoder's image position table, as VideoChat-Flash),
+merged to the tokens of one clip (64 with the real model); to feed a picture as a clip instead
+(the needle-in-a-haystack convention), repeat it ``clip_len`` times.
 
 Checkpoint layout written by ``save_pretrained(dir)``:
     model.yaml          ModelConfig (encoder.checkpoint / llm.path kept for lineage only)
@@ -78,6 +80,7 @@ def qwen2_config(cfg: LLMConfig, vocab_size: int, tokenizer: Any):
         num_key_value_heads=cfg.num_kv_heads,
         max_position_embeddings=cfg.max_position_embeddings,
         rope_theta=cfg.rope_theta,
+        rope_scaling=rope_scaling_dict(cfg),
         rms_norm_eps=cfg.rms_norm_eps,
         tie_word_embeddings=cfg.tie_word_embeddings,
         pad_token_id=tokenizer.pad_token_id,
@@ -85,6 +88,24 @@ def qwen2_config(cfg: LLMConfig, vocab_size: int, tokenizer: Any):
         bos_token_id=None,
         use_sliding_window=False,
     )
+
+
+def rope_scaling_dict(cfg: LLMConfig) -> dict | None:
+    """transformers' ``rope_scaling`` for the config (None = plain RoPE)."""
+    if cfg.rope_scaling is None:
+        return None
+    return cfg.rope_scaling.hf_dict(cfg.max_position_embeddings)
+
+
+def apply_rope_scaling(hf_config: Any, cfg: LLMConfig) -> None:
+    """Put our RoPE scaling on a loaded transformers config (keeping its RoPE base)."""
+    scaling = rope_scaling_dict(cfg)
+    hf_config.max_position_embeddings = cfg.max_position_embeddings
+    if hasattr(hf_config, "rope_parameters"):  # transformers 5 keeps theta in the same dict
+        theta = (hf_config.rope_parameters or {}).get("rope_theta", cfg.rope_theta)
+        hf_config.rope_parameters = {**(scaling or {"rope_type": "default"}), "rope_theta": theta}
+    else:
+        hf_config.rope_scaling = scaling
 
 
 def build_llm(cfg: LLMConfig, tokenizer: Any, hf_config: Any = None, load_weights: bool = True):
@@ -97,8 +118,18 @@ def build_llm(cfg: LLMConfig, tokenizer: Any, hf_config: Any = None, load_weight
     elif cfg.path and load_weights:
         if not Path(cfg.path).is_dir():
             raise NotFoundError(f"{cfg.path}: LLM directory not found")
+        from transformers import AutoConfig
+
+        # a local model keeps its own sizes; the long-context settings of our config apply
+        local = AutoConfig.from_pretrained(cfg.path, local_files_only=True)
+        if cfg.rope_scaling is not None:
+            apply_rope_scaling(local, cfg)
         llm = AutoModelForCausalLM.from_pretrained(
-            cfg.path, local_files_only=True, attn_implementation=attn, dtype=torch.float32
+            cfg.path,
+            config=local,
+            local_files_only=True,
+            attn_implementation=attn,
+            dtype=torch.float32,
         )
     else:
         vocab = max(cfg.vocab_size, len(tokenizer))
@@ -176,9 +207,11 @@ class HiCoModel(nn.Module):
     # ---------------------------------------------------------------------------- vision path
     def to_clips(self, frames: Tensor) -> Tensor:
         """[T, 3, H, W] -> [ceil(T / clip_len), 3, clip_len, H, W], the last frame repeated to
-        fill the last clip (so an image becomes a clip of itself)."""
+        fill the last clip; an image (T = 1) -> [1, 3, 1, H, W]."""
         if frames.ndim != 4 or frames.shape[1] != 3:
             raise ValueError(f"expected frames [T, 3, H, W], got {tuple(frames.shape)}")
+        if frames.shape[0] == 1:
+            return frames[None].transpose(1, 2)
         n = self.cfg.encoder.clip_len
         pad = (-frames.shape[0]) % n
         if pad:
@@ -187,21 +220,20 @@ class HiCoModel(nn.Module):
         return frames.reshape(t // n, n, c, h, w).transpose(1, 2)
 
     def encode_clips(self, clips: Tensor) -> Tensor:
-        """[N, 3, clip_len, H, W] -> [N, tokens_per_clip, C_enc]: encoder then merge, in chunks of
-        ``clips_per_batch`` moved to the model's device one at a time."""
+        """[N, 3, clip_len, H, W] -> [N, tokens_per_clip, C_enc] (images [N, 3, 1, H, W] ->
+        [N, tokens_per_image, C_enc]): encoder then merge, in chunks of ``clips_per_batch``
+        moved to the model's device one at a time."""
         out = []
         step = self.cfg.encoder.clips_per_batch
-        enc = self.cfg.encoder
+        t = clips.shape[2]
+        image = t == 1 and self.cfg.encoder.clip_len != 1
+        # an image keeps the budget of a whole clip (e.g. 196 or 784 tokens -> 64)
+        budget = self.cfg.visual_tokens_per_clip() if image else self.cfg.merge.tokens_per_frame
         for i in range(0, clips.shape[0], step):
             chunk = clips[i : i + step].to(self.device, non_blocking=True)
-            tokens = self.encoder(chunk)  # [n, clip_len * P, C]
+            tokens = self.encoder(chunk)  # [n, t * P, C]
             if self.cfg.merge.enabled:
-                tokens = merge_clips(
-                    tokens,
-                    self.cfg.merge.tokens_per_frame,
-                    enc.clip_len,
-                    self.cfg.merge.head_chunks,
-                )
+                tokens = merge_clips(tokens, budget, t, self.cfg.merge.head_chunks)
             out.append(tokens)
         return torch.cat(out)
 
@@ -211,11 +243,19 @@ class HiCoModel(nn.Module):
         return self.projector(feats.flatten(0, 1))
 
     def _encode_many(self, frames: list[Tensor]) -> list[Tensor]:
-        """All samples' clips through the encoder together, then split per sample."""
+        """All samples' clips through the encoder together (images in a batch of their own),
+        then split per sample."""
         clips = [self.to_clips(f) for f in frames]
-        feats = self.encode_clips(torch.cat(clips))
-        counts = [c.shape[0] for c in clips]
-        return [self.projector(f.flatten(0, 1)) for f in feats.split(counts)]
+        out: list[Tensor | None] = [None] * len(clips)
+        for is_image in (False, True):
+            picked = [i for i, c in enumerate(clips) if (c.shape[2] == 1) == is_image]
+            if not picked:
+                continue
+            feats = self.encode_clips(torch.cat([clips[i] for i in picked]))
+            counts = [clips[i].shape[0] for i in picked]
+            for i, f in zip(picked, feats.split(counts), strict=True):
+                out[i] = self.projector(f.flatten(0, 1))
+        return out  # type: ignore[return-value]
 
     # ------------------------------------------------------------------------------ LLM input
     def splice(
