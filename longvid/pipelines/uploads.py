@@ -18,8 +18,8 @@ from longvid import storage
 
 log = logging.getLogger(__name__)
 
-# shards/<unit_id>-NNNNN.tar, ledger/<unit_id>.json and the <unit_id>.parquet parts name their unit
-_UNIT_OF = re.compile(r"^(?P<unit>.+?)(?:-\d{5})?\.(?:tar|json|parquet)$")
+# shards/<unit_id>-NNNNN.tar and ledger/<unit_id>.json name their unit
+_UNIT_OF = re.compile(r"^(?P<unit>.+?)(?:-\d{5})?\.(?:tar|json)$")
 
 
 def unit_of(uri: str) -> str | None:
