@@ -64,8 +64,8 @@ def test_every_accepted_sample_has_captions_qa_and_embeddings(corpus, sample_cor
         assert m["events"], r["key"]
         assert m["qa"] and len(m["conversations"]) == 2 * len(m["qa"])
         assert default_conversation(m, r, "unused") == m["conversations"]  # the loader's view
-        extra = json.loads(r["extra"])
-        assert len(extra["embedding"]) == DIM
+        assert "embedding" not in json.loads(r["extra"])  # it has a column of its own
+        assert len(r["embedding"]) == DIM
         assert m["embedding"]["dim"] == DIM and m["lineage"]["model_captions"]["decoding"][
             "do_sample"] is False
         if r["bucket"] == "long":
@@ -120,13 +120,14 @@ def test_long_samples_of_every_long_source_have_checked_qa(corpus):
 
 def test_stock_webdataset_reads_the_embeddings(corpus):
     root, rows, _ = corpus
-    extras = {r["key"]: json.loads(r["extra"]) for r in rows}
+    column = {r["key"]: np.asarray(r["embedding"], np.float32) for r in rows}
     urls = sorted(glob.glob(str(root / "shards" / "*.tar")))
     seen = 0
     for s in wds.WebDataset(urls, shardshuffle=False).decode():
         emb = s["emb.npy"]
         assert isinstance(emb, np.ndarray) and emb.shape == (DIM,)
-        assert np.allclose(emb, extras[s["__key__"]]["embedding"], atol=1e-6)
+        # the column holds float16: 11 significant bits of the same vector
+        assert np.allclose(emb, column[s["__key__"]], rtol=1e-3, atol=1e-4)
         seen += 1
     assert seen == len(rows)
 

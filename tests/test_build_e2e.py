@@ -157,8 +157,8 @@ def test_spans_join_and_texts_are_retimed(reference_build, build_inputs):
 
 
 def test_detected_cuts_match_the_generated_ones(reference_build, build_inputs):
-    entries = ledger.committed_units(str(reference_build))
-    videos = {v["record_id"]: v for e in entries.values() for v in e.stats["videos"]}
+    rows = read_table(str(reference_build / ledger.VIDEOS_PARTS)).to_pylist()
+    videos = {v["record_id"]: v for v in rows}
     for rid, truth in build_inputs.cuts.items():
         got = videos[rid]["cuts"]
         assert len(got) == len(truth), (rid, got, truth)
@@ -211,8 +211,8 @@ def test_a_unit_whose_shard_vanished_is_redone(local_ray, reference_build, build
                                                tmp_path):
     root = tmp_path / "damaged"
     shutil.copytree(reference_build, root)
-    entries = ledger.committed_units(str(root))
-    victim = next(e for e in sorted(entries.values(), key=lambda e: e.unit_id) if e.shards)
+    markers = ledger.read_markers(str(root), ledger.committed_ids(str(root)))
+    victim = next(e for e in sorted(markers.values(), key=lambda e: e.unit_id) if e.shards)
     shard = root / victim.shards[0]["url"]
     original = shard.read_bytes()
     shard.unlink()
@@ -234,6 +234,12 @@ def test_s3_output_root(local_ray, s3_server, reference_build, build_inputs):
     rows = read_table(storage.join(root, "samples.parquet")).to_pylist()
     ref_rows = read_table(str(reference_build / "samples.parquet")).to_pylist()
     assert rows == ref_rows
+    # the commit log on S3: one marker and one samples part per unit that has samples
+    markers = ledger.read_markers(root, ledger.committed_ids(root))
+    assert len(markers) == res.summary["units"]["total"]
+    parts = storage.list_files(storage.join(root, ledger.SAMPLES_PARTS), ".parquet")
+    assert sorted(parts) == sorted(storage.join(root, m.parts[ledger.SAMPLES_PARTS])
+                                   for m in markers.values() if m.counts["samples"])
     again = run_build(config(build_inputs.manifest_dir, root))
     assert again.summary["run"]["skipped"] == again.summary["units"]["total"]
 
@@ -241,13 +247,12 @@ def test_s3_output_root(local_ray, s3_server, reference_build, build_inputs):
 def test_a_unit_that_keeps_failing_is_reported_and_redone_by_the_rerun(
     local_ray, reference_build, build_inputs, tmp_path
 ):
-    from longvid.pipelines.build import BuildIncomplete
-    from longvid.pipelines.units import pack_units
+    from longvid.pipelines.build import BuildIncomplete, prepare
 
     root = tmp_path / "blocked"
     cfg = config(build_inputs.manifest_dir, root, "ray.storage_retries=0")
-    units = pack_units(build_inputs.records, cfg.units)
-    victim = units[0].unit_id
+    units = prepare(cfg, dry_run=True).plan.units
+    victim = units[0].unit_id  # manifest rows 0-1: two good videos, so it writes a shard
     blocker = root / "shards" / f"{victim}-00000.tar"
     blocker.mkdir(parents=True)  # a folder where the unit's shard must go: its write fails
     with pytest.raises(BuildIncomplete, match=victim):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from longvid.pipelines.config import UnitsConfig
+from longvid.pipelines.plan import pack_offsets
 from longvid.pipelines.stages.segment import snap_to_keyframe
-from longvid.pipelines.units import pack_units, unit_id_of
 from longvid.segment.config import SegmentPolicy
 from longvid.segment.policy import (
     long_chunks,
@@ -188,13 +189,10 @@ def test_snap_to_keyframe_moves_start_only_within_limit():
 
 
 @pytest.mark.parametrize("n", [1, 5, 9])
-def test_units_are_deterministic_and_bounded(n):
-    recs = [{"record_id": f"s:{i:02d}", "declared_duration": 100.0} for i in range(n)][::-1]
+def test_units_are_packed_by_declared_seconds_and_count(n):
     cfg = UnitsConfig(videos_per_unit=4, max_unit_seconds=250)
-    units = pack_units(recs, cfg)
-    assert [u.record_ids for u in units] == [
-        [f"s:{i:02d}" for i in range(j, min(j + 2, n))] for j in range(0, n, 2)
-    ]
-    assert units == pack_units(list(reversed(recs)), cfg)
-    assert units[0].unit_id == unit_id_of(units[0].record_ids)
-    assert len({u.unit_id for u in units}) == len(units)
+    offsets = pack_offsets(np.full(n, 100.0, np.float32), cfg)
+    assert offsets.tolist() == [*range(0, n, 2), n]  # two 100 s records fit in 250 s
+    # a count limit closes a unit too; a video longer than the limit is a unit alone
+    assert pack_offsets(np.ones(9, np.float32), cfg).tolist() == [0, 4, 8, 9]
+    assert pack_offsets(np.array([10, 900, 10], np.float32), cfg).tolist() == [0, 1, 2, 3]

@@ -122,46 +122,55 @@ def test_main_caption_prefers_whole_sample_captions_then_summaries_then_speech()
     assert main_caption([], prefer, 100) == ""
 
 
-def test_orphan_sweep_keeps_listed_shards_and_removes_the_rest(tmp_path):
+def _marker(uid: str, shards: list[dict]) -> ledger.CommitMarker:
+    parts = {"samples.parquet": f"samples.parquet/{uid}.parquet"}
+    return ledger.CommitMarker(uid, shards, parts, {"records": 1, "samples": 1, "rejects": 0})
+
+
+def test_sweep_keeps_listed_files_removes_the_rest_and_reports_damaged_units(tmp_path):
     root = str(tmp_path)
     shards = tmp_path / "shards"
     shards.mkdir()
+    (tmp_path / "samples.parquet").mkdir()
     (shards / "ua-00000.tar").write_bytes(b"x" * 10)
-    (shards / "ub-00000.tar").write_bytes(b"y" * 3)  # no ledger entry lists it
+    (shards / "ub-00000.tar").write_bytes(b"y" * 3)  # no marker lists it
     (shards / ".ua-00001.tar.tmp").write_bytes(b"partial")
-    entry = ledger.LedgerEntry("ua", ["s:1"], [{"url": "shards/ua-00000.tar", "filesize": 10,
-                                                "nsamples": 1, "sha256": "", "keys": []}], [], [])
+    (tmp_path / "samples.parquet" / "ua.parquet").write_bytes(b"part")
+    (tmp_path / "samples.parquet" / "ub.parquet").write_bytes(b"orphan part")
+    entry = _marker("ua", [{"url": "shards/ua-00000.tar", "filesize": 10, "nsamples": 1,
+                            "sha256": ""}])
     ledger.commit(root, entry)
-    stale = ledger.LedgerEntry("uc", ["s:9"], [], [], [])
+    stale = _marker("uc", [])
     ledger.commit(root, stale)
-    assert ledger.entry_intact(root, entry)
-    removed = ledger.remove_orphans(root, [entry, stale], {"ua"})
+    assert ledger.committed_ids(root) == {"ua", "uc"}
+    markers = ledger.read_markers(root, ledger.committed_ids(root))
+    assert markers["ua"] == entry
+    removed, damaged = ledger.sweep(root, markers, {"ua"})
+    assert damaged == []
     assert sorted(Path(p).name for p in removed) == [".ua-00001.tar.tmp", "ub-00000.tar",
-                                                       "uc.json"]
+                                                       "ub.parquet", "uc.json"]
     assert sorted(p.name for p in shards.iterdir()) == ["ua-00000.tar"]
-    assert set(ledger.committed_units(root)) == {"ua"}
+    assert ledger.committed_ids(root) == {"ua"}
     (shards / "ua-00000.tar").write_bytes(b"x" * 9)  # damaged: the unit must be redone
-    assert not ledger.entry_intact(root, entry)
+    removed, damaged = ledger.sweep(root, ledger.read_markers(root, {"ua"}), {"ua"})
+    assert damaged == ["ua"] and ledger.committed_ids(root) == set()
 
 
 def test_a_different_build_at_the_same_root_is_refused_unless_restart(tmp_path):
     root = str(tmp_path)
-    assert ledger.check_or_start(root, {"content_hash": "a", "manifest_fingerprint": "m"},
-                                 restart=False) is False
-    assert ledger.check_or_start(root, {"content_hash": "a", "manifest_fingerprint": "m"},
-                                 restart=False) is True
-    with pytest.raises(ConfigError, match="manifest_fingerprint"):
-        ledger.check_or_start(root, {"content_hash": "a", "manifest_fingerprint": "n"},
-                              restart=False)
-    ledger.commit(root, ledger.LedgerEntry("ux", [], [], [], []))
-    assert ledger.check_or_start(root, {"content_hash": "a", "manifest_fingerprint": "n"},
-                                 restart=True) is False
-    assert ledger.committed_units(root) == {}
+    assert ledger.check_or_start(root, {"content_hash": "a"}, restart=False) is False
+    assert ledger.check_or_start(root, {"content_hash": "a"}, restart=False) is True
+    with pytest.raises(ConfigError, match="content_hash"):
+        ledger.check_or_start(root, {"content_hash": "b"}, restart=False)
+    ledger.commit(root, _marker("ux", []))
+    assert ledger.check_or_start(root, {"content_hash": "b"}, restart=True) is False
+    assert ledger.committed_ids(root) == set()
 
 
 def test_input_is_an_ingest_folder_or_the_manifest_file(tmp_path):
     from longvid.pipelines.config import BuildConfig
     from longvid.pipelines.inputs import load_input
+    from longvid.pipelines.plan import scan_manifest
     from longvid.schema import MANIFEST_SCHEMA, REJECTS_SCHEMA, Reject, VideoRecord
     from longvid.shards import write_table
 
@@ -170,16 +179,35 @@ def test_input_is_an_ingest_folder_or_the_manifest_file(tmp_path):
     write_table(str(tmp_path / "manifest.parquet"), rows[::-1], MANIFEST_SCHEMA)
     a = load_input(BuildConfig(manifest=str(tmp_path)))
     b = load_input(BuildConfig(manifest=str(tmp_path / "manifest.parquet")))
-    assert len(a.records) == 3 and a.rejects_uri is None and b.rejects_uri is None
-    assert a.fingerprint == b.fingerprint
+    assert a.manifest_uri == b.manifest_uri == str(tmp_path / "manifest.parquet")
+    assert a.rejects_uri is None and b.rejects_uri is None
+
+    def fingerprint() -> str:
+        return scan_manifest(load_input(BuildConfig(manifest=str(tmp_path))).manifest_uri
+                             ).fingerprint
+
+    first = fingerprint()
+    assert scan_manifest(a.manifest_uri).num_rows == 3
     write_table(str(tmp_path / "manifest.parquet"), rows, MANIFEST_SCHEMA)  # row order only
-    assert load_input(BuildConfig(manifest=str(tmp_path))).fingerprint == a.fingerprint
+    assert fingerprint() == first
     write_table(str(tmp_path / "rejects.parquet"),
                 [Reject("generic", None, "l:9", "ingest", "bad_id", "l:9: bad").as_row()],
                 REJECTS_SCHEMA)
     assert load_input(BuildConfig(manifest=str(tmp_path / "manifest.parquet"))).rejects_uri == \
         str(tmp_path / "rejects.parquet")
     write_table(str(tmp_path / "manifest.parquet"), rows[:2], MANIFEST_SCHEMA)
-    assert load_input(BuildConfig(manifest=str(tmp_path))).fingerprint != a.fingerprint
+    assert fingerprint() != first
     with pytest.raises(ConfigError, match="no manifest"):
         load_input(BuildConfig(manifest=str(tmp_path / "nowhere")))
+
+
+def test_progress_eta_comes_from_the_units_this_run_committed():
+    from longvid.pipelines.build import Progress
+
+    p = Progress(total=10, enabled=False, already=4)
+    assert p.eta_seconds() is None
+    p.started -= 30.0  # 30 s into the run
+    for _ in range(3):
+        p({"samples": 5, "rejects": 1, "source_seconds": 60.0})
+    assert p.done == 3 and p.samples == 15 and p.source_seconds == 180.0
+    assert abs(p.eta_seconds() - 30.0) < 1.0  # 3 units left at 10 s a unit

@@ -59,7 +59,16 @@ class Corpus:
     def extras(self) -> list[dict[str, Any]]:
         """The ``extra`` JSON of each sample row, parsed once (``{}`` when absent or
         unreadable)."""
-        return [parse_extra(r.get("extra")) for r in self.samples]
+        return [_with_embedding(parse_extra(r.get("extra")), r) for r in self.samples]
+
+
+def _with_embedding(extra: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """A build keeps the video embedding in its own column; the audit's checks look for it in
+    ``extra`` as older corpora have it."""
+    emb = row.get("embedding")
+    if emb is None or extra.get("embedding") is not None:
+        return extra
+    return {**extra, "embedding": [float(x) for x in emb]}
 
 
 def parse_extra(value: Any) -> dict[str, Any]:
@@ -104,6 +113,22 @@ MANIFEST_COLUMNS = [
 ]
 
 
+def _unit_videos(root: str) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Per committed unit: its id and the probe results of its videos (the build's
+    ``videos.parquet/<unit_id>.parquet`` parts)."""
+    try:
+        parts = storage.list_files(storage.join(root, ledger.VIDEOS_PARTS), ".parquet")
+    except NotFoundError:
+        return []
+    out = []
+    for part in parts:
+        unit_id = part.rsplit("/", 1)[-1][: -len(".parquet")]
+        if part.endswith("/" + ledger.EMPTY_PART):
+            continue
+        out.append((unit_id, read_table(part).to_pylist()))
+    return out
+
+
 def load_corpus(root: str) -> Corpus:
     """Read the tables of the corpus at ``root`` (folder or ``s3://`` prefix).
 
@@ -124,10 +149,10 @@ def load_corpus(root: str) -> Corpus:
     corpus.summary = _json(storage.join(root, SUMMARY_NAME))
     corpus.ingest_summary = _json(storage.join(root, INGEST_DIR, "ingest_summary.json"))
     corpus.manifest = _rows(storage.join(root, INGEST_DIR, "manifest.parquet"), MANIFEST_COLUMNS)
-    for unit_id, entry in sorted(ledger.committed_units(root).items()):
-        for rid in entry.record_ids:
-            corpus.ledger_records[rid] = unit_id
-        corpus.ledger_videos.extend(entry.stats.get("videos", []))
+    for unit_id, videos in _unit_videos(root):
+        for v in videos:
+            corpus.ledger_records[v["record_id"]] = unit_id
+        corpus.ledger_videos.extend(videos)
     base = storage.join(root, ledger.SHARDS_DIR)
     try:
         files = storage.list_files(base)

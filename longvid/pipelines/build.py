@@ -1,12 +1,16 @@
-"""``longvid build``: manifest → WebDataset shards with a Ray Data job, exactly once, resumable.
+"""``longvid build``: manifest → WebDataset shards with a Ray Data job, exactly once, resumable,
+extendable. The driver plans and commits; the workers carry the data.
 
-1. Read the manifest (or ingest the configured sources first), pack records into work units.
-2. Check ``build.json`` (refuse a different config or manifest unless ``restart``), drop ledger
-   entries whose shards are gone, delete orphan shards and temp files of an interrupted run.
-3. Stream the pending units through Ray Data: one task per unit runs the stages and writes the
-   unit's shards then its ledger entry. Tasks are retried after system failures (a dead worker
-   or node); a retry rewrites the same bytes under the same names.
-4. Finish from the ledger: index.json, samples.parquet, rejects.parquet, summary.json.
+1. ``prepare``: check ``build.json`` (refuse a different config unless ``restart``), stream the
+   manifest (ingesting the configured sources first) and plan units (plan.py): the units of
+   earlier generations again, plus new units for records no earlier run planned.
+2. ``resume``: one LIST of the commit markers; the planned units without one are pending.
+3. Stream the pending units through Ray Data: a unit travels as (unit id, row ranges); its task
+   reads its manifest rows, runs the stages, writes shards and Parquet parts, then its marker.
+   Tasks are retried after system failures (a dead worker or node); a retry rewrites the same
+   bytes under the same names.
+4. Sweep (one LIST per folder: leftovers of interrupted attempts go, a committed unit whose shard
+   is gone runs again), then ``finalize``: index.json, parts.json, summary.json.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -23,15 +28,23 @@ from typing import Any
 
 from longvid import storage
 from longvid.dedup.filter import corpus_filter
-from longvid.errors import LongvidError, StorageError
+from longvid.errors import ConfigError, LongvidError, StorageError
 from longvid.pipelines.config import BuildConfig, content_hash
 from longvid.pipelines.finalize import finalize
-from longvid.pipelines.inputs import load_input
+from longvid.pipelines.inputs import BuildInput, load_input
+from longvid.pipelines.plan import (
+    Plan,
+    Unit,
+    make_plan,
+    scan_manifest,
+    worker_manifest,
+    write_new_generation,
+)
 from longvid.pipelines.stages import check_stage_list, stage_class
 from longvid.pipelines.unit_task import ModelStageRunner, run_unit, run_unit_cpu, write_payload
-from longvid.pipelines.units import WorkUnit, pack_units
 from longvid.pipelines.uploads import sweep_stale_uploads
 from longvid.shards import ledger
+from longvid.stages.base import Resources
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +87,31 @@ def connect_ray(cfg: BuildConfig) -> bool:
     return True
 
 
+def stage_resources(cfg: BuildConfig, kind: str) -> Resources:
+    """The most any ``kind`` stage of the config declares: what one task of that kind asks for."""
+    declared = [stage_class(n).resources(cfg) for n in cfg.stages if stage_class(n).kind == kind]
+    return Resources(
+        num_cpus=max([r.num_cpus for r in declared], default=1.0),
+        num_gpus=max([r.num_gpus for r in declared], default=0.0),
+        holds_model=any(r.holds_model for r in declared),
+    )
+
+
 def _unit_gpus(cfg: BuildConfig) -> float:
+    """GPUs per unit task: what its (cpu-kind) stages declare, and only on a cluster with GPUs;
+    ``ray.process_num_gpus`` overrides."""
     if cfg.ray.process_num_gpus is not None:
         return cfg.ray.process_num_gpus
-    if cfg.detect.detector == "transnetv2":
+    wanted = stage_resources(cfg, "cpu").num_gpus
+    if wanted > 0:
         import ray
 
         if ray.cluster_resources().get("GPU", 0) > 0:
-            return 0.25
+            return wanted
     return 0.0
 
 
-def _retrying(fn, row: dict[str, Any], cfg: BuildConfig) -> dict[str, Any]:
+def _retrying(fn, unit_id: str, cfg: BuildConfig) -> dict[str, Any]:
     for attempt in range(cfg.ray.storage_retries + 1):
         try:
             return fn()
@@ -93,39 +119,47 @@ def _retrying(fn, row: dict[str, Any], cfg: BuildConfig) -> dict[str, Any]:
             # a storage hiccup that outlived boto's own retries: the unit is idempotent, redo it
             if attempt == cfg.ray.storage_retries:
                 raise
-            log.warning("unit %s: storage error, retrying", row["unit_id"], exc_info=True)
+            log.warning("unit %s: storage error, retrying", unit_id, exc_info=True)
             time.sleep(min(30.0, 2.0**attempt))
     raise AssertionError("unreachable")
 
 
-def _task(row: dict[str, Any], cfg_json: str, chash: str, root: str) -> dict[str, Any]:
-    cfg = BuildConfig.model_validate_json(cfg_json)
-    records = json.loads(row["records"])
-    return _retrying(lambda: run_unit(row["unit_id"], records, cfg, chash, root), row, cfg)
+def _unit_of_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "runs": [tuple(r) for r in json.loads(row["runs"])]}
 
 
-def _cpu_task(row: dict[str, Any], cfg_json: str, chash: str, root: str) -> dict[str, Any]:
+def _task(row: dict[str, Any], cfg_json: str, chash: str, root: str, manifest: str
+          ) -> dict[str, Any]:
     cfg = BuildConfig.model_validate_json(cfg_json)
-    records = json.loads(row["records"])
-    return _retrying(lambda: run_unit_cpu(row["unit_id"], records, cfg, chash, root), row, cfg)
+    unit = _unit_of_row(row)
+    return _retrying(lambda: run_unit(unit, manifest, cfg, chash, root), row["unit_id"], cfg)
+
+
+def _cpu_task(row: dict[str, Any], cfg_json: str, chash: str, root: str, manifest: str
+              ) -> dict[str, Any]:
+    cfg = BuildConfig.model_validate_json(cfg_json)
+    unit = _unit_of_row(row)
+    return _retrying(lambda: run_unit_cpu(unit, manifest, cfg, chash, root), row["unit_id"], cfg)
 
 
 def _write_task(row: dict[str, Any], cfg_json: str, root: str) -> dict[str, Any]:
     cfg = BuildConfig.model_validate_json(cfg_json)
-    return _retrying(lambda: write_payload(row, cfg, root), row, cfg)
+    return _retrying(lambda: write_payload(row, cfg, root), row["unit_id"], cfg)
 
 
 def has_model_stages(cfg: BuildConfig) -> bool:
     return any(stage_class(n).kind == "model" for n in cfg.stages)
 
 
-def run_units(cfg: BuildConfig, pending: list[WorkUnit], chash: str, root: str, on_done) -> None:
+def run_units(cfg: BuildConfig, pending: list[Unit], chash: str, root: str, manifest: str,
+              on_done) -> None:
     """Stream ``pending`` through Ray Data; ``on_done(row)`` per finished unit.
 
+    A unit travels as (unit id, generation, manifest row ranges): the task reads its own rows.
     Without model stages a unit is one task. With them: cpu task → an actor pool that keeps the
     models loaded (``ray.model_concurrency`` actors with ``ray.model_num_gpus`` each when the
     cluster has GPUs) → write task. Ray Data retries a task after a system failure (dead worker
-    or node) by itself; every step is idempotent, and the ledger entry is written last.
+    or node) by itself; every step is idempotent, and the commit marker is written last.
     """
     import ray
     import ray.data
@@ -134,7 +168,8 @@ def run_units(cfg: BuildConfig, pending: list[WorkUnit], chash: str, root: str, 
     ctx.enable_progress_bars = False
     ctx.max_errored_blocks = -1  # a unit that keeps failing is reported; the others go on
     ctx.verbose_stats_logs = False
-    items = [{"unit_id": u.unit_id, "records": json.dumps(u.records, default=str)} for u in pending]
+    items = [{"unit_id": u.unit_id, "generation": u.generation, "runs": json.dumps(u.runs)}
+             for u in pending]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     cfg_json = cfg.model_dump_json()
     cpu = {
@@ -142,16 +177,18 @@ def run_units(cfg: BuildConfig, pending: list[WorkUnit], chash: str, root: str, 
         "num_gpus": _unit_gpus(cfg) or None,
         "concurrency": cfg.ray.concurrency,
     }
+    common = {"cfg_json": cfg_json, "chash": chash, "root": root, "manifest": manifest}
     if not has_model_stages(cfg):
-        ds = ds.map(functools.partial(_task, cfg_json=cfg_json, chash=chash, root=root), **cpu)
+        ds = ds.map(functools.partial(_task, **common), **cpu)
     else:
         has_gpu = ray.cluster_resources().get("GPU", 0) > 0
-        ds = ds.map(functools.partial(_cpu_task, cfg_json=cfg_json, chash=chash, root=root), **cpu)
+        model = stage_resources(cfg, "model")
+        ds = ds.map(functools.partial(_cpu_task, **common), **cpu)
         ds = ds.map(
             ModelStageRunner,
             fn_constructor_kwargs={"cfg_json": cfg_json, "content_hash": chash},
             concurrency=cfg.ray.model_concurrency,
-            num_gpus=(cfg.ray.model_num_gpus or None) if has_gpu else None,
+            num_gpus=(model.num_gpus or None) if has_gpu else None,
             num_cpus=cfg.ray.process_num_cpus,
         )
         ds = ds.map(
@@ -163,11 +200,21 @@ def run_units(cfg: BuildConfig, pending: list[WorkUnit], chash: str, root: str, 
 
 
 class Progress:
-    def __init__(self, total: int, enabled: bool):
+    """Units committed so far (earlier runs included), samples, throughput and an ETA from the
+    units this run has committed."""
+
+    def __init__(self, total: int, enabled: bool, already: int = 0):
         self.total, self.enabled = total, enabled
+        self.already = already
         self.done = self.samples = self.rejects = 0
         self.source_seconds = 0.0
         self.started = time.monotonic()
+
+    def eta_seconds(self) -> float | None:
+        if not self.done:
+            return None
+        wall = time.monotonic() - self.started
+        return (self.total - self.already - self.done) * wall / self.done
 
     def __call__(self, row: dict[str, Any]) -> None:
         self.done += 1
@@ -176,83 +223,171 @@ class Progress:
         self.source_seconds += float(row["source_seconds"])
         if self.enabled:
             wall = max(time.monotonic() - self.started, 1e-9)
+            eta = self.eta_seconds()
             print(
-                f"build: units {self.done}/{self.total}  samples {self.samples}  "
+                f"build: units {self.already + self.done}/{self.total}  samples {self.samples}  "
                 f"rejects {self.rejects}  source {self.source_seconds / 3600:.2f} h  "
-                f"({self.source_seconds / wall:.1f} source-h/h)",
+                f"({self.source_seconds / wall:.1f} source-h/h)  "
+                f"eta {0.0 if eta is None else eta / 60:.1f} min",
                 file=sys.stderr,
                 flush=True,
             )
 
 
-def run_build(cfg: BuildConfig, *, restart: bool = False) -> BuildResult:
-    """Run (or resume) the build described by ``cfg``; see the module docstring."""
-    started = time.monotonic()
+@dataclass
+class Prepared:
+    """A planned build: what ``run_build`` and ``dry_run`` share."""
+
+    cfg: BuildConfig
+    root: str
+    inp: BuildInput
+    plan: Plan
+    chash: str
+    timings: dict[str, float]
+    resumed: bool = False  # the output root held this build already
+    rows_uri: str = ""  # where workers read their manifest rows (the manifest, or a copy)
+
+
+def prepare(cfg: BuildConfig, restart: bool = False, *, dry_run: bool = False) -> Prepared:
+    """Resolve paths, read the input (ingesting first unless a dry run) and plan the units.
+    Writes nothing when ``dry_run``."""
     check_stage_list(cfg.stages)
     cfg = cfg.model_copy(
         update={"output": cfg.output.model_copy(update={"root": _absolute(cfg.output.root)})}
     )
     if cfg.manifest is not None:
         cfg = cfg.model_copy(update={"manifest": _absolute(cfg.manifest)})
-    root = cfg.output.root
     storage.configure(cfg.s3)
+    root = cfg.output.root
     timings: dict[str, float] = {}
-
     t = time.monotonic()
-    inp = load_input(cfg, restart)
-    units = pack_units(inp.records, cfg.units)
+    inp = load_input(cfg, restart, ingest=not dry_run)
     chash = content_hash(cfg)
-    timings["read_manifest"] = time.monotonic() - t
+    resumed = False
+    if not dry_run:
+        resumed = ledger.check_or_start(root, {"content_hash": chash}, restart)
+    if dry_run:
+        rows_uri, scan = inp.manifest_uri, scan_manifest(inp.manifest_uri)
+    else:
+        rows_uri, scan = worker_manifest(root, inp.manifest_uri, cfg.work_dir)
+    plan = make_plan(None if (restart and dry_run) else root, scan, cfg.units)
+    timings["plan"] = time.monotonic() - t
+    return Prepared(cfg, root, inp, plan, chash, timings, resumed, rows_uri)
+
+
+def resume(prep: Prepared) -> tuple[set[str], list[Unit]]:
+    """The committed units (one LIST of the markers) and the planned units still to run."""
+    committed = ledger.committed_ids(prep.root)
+    return committed, [u for u in prep.plan.units if u.unit_id not in committed]
+
+
+def _run(prep: Prepared, pending: list[Unit], progress: Progress) -> bool:
+    """Run ``pending`` on Ray (started here unless one is up); True when Ray was started."""
+    if not pending:
+        return False
+    started_ray = connect_ray(prep.cfg)
+    try:
+        run_units(prep.cfg, pending, prep.chash, prep.root, prep.rows_uri, progress)
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    return started_ray
+
+
+# a guess for expected shard counts before anything is committed: ~60 KB per source second
+# (short clips at 360p plus long samples at 240p/8 fps, as the default encode profiles write)
+DEFAULT_BYTES_PER_SOURCE_SECOND = 60_000.0
+
+
+def dry_run(cfg: BuildConfig, *, restart: bool = False) -> dict[str, Any]:
+    """Plan the build and read the commit log (if the output root has one); write nothing,
+    start no Ray. Returns what ``longvid build --dry-run`` prints."""
+    started = time.monotonic()
+    prep = prepare(cfg, restart, dry_run=True)
+    plan, root = prep.plan, prep.root
+    build = None if restart else ledger.read_build_file(root)
+    if build is not None and build.get("content_hash") != prep.chash:
+        raise ConfigError(
+            f"{root}: holds a build with a different content_hash ({build.get('content_hash')!r} "
+            f"→ {prep.chash!r}); a real run would refuse it"
+        )
+    committed = set() if restart else ledger.committed_ids(root)
+    pending = [u for u in plan.units if u.unit_id not in committed]
+    rate = DEFAULT_BYTES_PER_SOURCE_SECOND
+    sample = sorted(u.unit_id for u in plan.units if u.unit_id in committed)[:20]
+    markers = ledger.read_markers(root, sample) if sample else {}
+    secs = sum(sum(c.get("source_seconds", 0.0) for c in m.stats.get("by_source", {}).values())
+               for m in markers.values())
+    if secs > 0:
+        rate = sum(s["filesize"] for m in markers.values() for s in m.shards) / secs
+    target = cfg.shards.target_mb * 1024 * 1024
+    expected = sum(max(1, math.ceil(u.seconds * rate / target)) for u in pending)
+    return {
+        "manifest": prep.inp.manifest_uri,
+        "manifest_fingerprint": plan.manifest.fingerprint,
+        "records": plan.records,
+        "new_records": plan.new_records,
+        "generations": plan.generations,
+        "units": len(plan.units),
+        "committed_units": len(plan.units) - len(pending),
+        "pending_units": len(pending),
+        "pending_declared_hours": round(sum(u.seconds for u in pending) / 3600, 3),
+        "expected_new_shards": expected,
+        "bytes_per_source_second": round(rate),
+        "wall_seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def run_build(cfg: BuildConfig, *, restart: bool = False) -> BuildResult:
+    """Run (or resume, or extend) the build described by ``cfg``; see the module docstring."""
+    started = time.monotonic()
+    prep = prepare(cfg, restart)
+    cfg, root, plan, timings = prep.cfg, prep.root, prep.plan, prep.timings
+    write_new_generation(root, plan)
 
     t = time.monotonic()
-    identity = {"content_hash": chash, "manifest_fingerprint": inp.fingerprint}
-    resumed = ledger.check_or_start(root, identity, restart)
-    unit_ids = {u.unit_id for u in units}
-    entries = ledger.committed_units(root)
-    intact = {
-        uid: e for uid, e in entries.items() if uid in unit_ids and ledger.entry_intact(root, e)
-    }
-    for uid in set(entries) - set(intact):
-        if uid in unit_ids:  # its shards are gone or damaged: redo the unit
-            storage.delete(ledger.ledger_uri(root, uid))
-    removed = ledger.remove_orphans(root, list(intact.values()), unit_ids)
+    committed, pending = resume(prep)
     stale_uploads = sweep_stale_uploads(root)  # no unit runs yet: open uploads are dead writers'
-    pending = [u for u in units if u.unit_id not in intact]
-    timings["resume_check"] = time.monotonic() - t
+    timings["resume_scan"] = time.monotonic() - t
+    progress = Progress(len(plan.units), cfg.progress, already=len(plan.units) - len(pending))
+    t = time.monotonic()
+    _run(prep, pending, progress)
+    timings["units"] = time.monotonic() - t
+
+    # check the files against the markers; a unit whose shard went missing runs again
+    t = time.monotonic()
+    planned = {u.unit_id for u in plan.units}
+    markers = ledger.read_markers(root, ledger.committed_ids(root))
+    removed, damaged = ledger.sweep(root, markers, planned)
+    if damaged:
+        log.warning("%d committed unit(s) lost a shard; running them again", len(damaged))
+        redo = [u for u in plan.units if u.unit_id in set(damaged)]
+        _run(prep, redo, progress)
+        for uid in damaged:
+            markers.pop(uid, None)
+        markers.update(ledger.read_markers(root, damaged))
+    timings["sweep"] = time.monotonic() - t
     if removed:
         log.info("removed %d orphan file(s) of an interrupted run", len(removed))
 
-    progress = Progress(len(units), cfg.progress)
-    progress.done = len(units) - len(pending)
     t = time.monotonic()
-    started_ray = False
-    if pending:
-        started_ray = connect_ray(cfg)
-        timings["ray_start"] = time.monotonic() - t
-        t = time.monotonic()
-        try:
-            run_units(cfg, pending, chash, root, progress)
-        finally:
-            if started_ray:
-                import ray
-
-                ray.shutdown()
-    timings["units"] = time.monotonic() - t
-
-    t = time.monotonic()
-    entries = ledger.committed_units(root)
-    failed = [u.unit_id for u in pending if u.unit_id not in entries]
+    ran = {u.unit_id for u in pending} | set(damaged)
+    failed = sorted(uid for uid in ran if uid not in markers)
     run = {
-        "resumed": resumed,
-        "skipped": len(units) - len(pending),
-        "processed": len(pending) - len(failed),
+        "resumed": prep.resumed,
+        "skipped": len(plan.units) - len(pending) - len(damaged),
+        "processed": len(ran) - len(failed),
         "failed": failed,
         "orphans_removed": len(removed),
+        "generations": plan.generations,
+        "new_records": plan.new_records,
         "stale_uploads_aborted": stale_uploads,
-        "ray_address": ray_address(cfg) if pending else None,
+        "ray_address": ray_address(cfg) if ran else None,
         "source_seconds_this_run": round(progress.source_seconds, 3),
     }
-    summary = finalize(root, units, entries, inp.rejects_uri, run, corpus_filter(cfg))
+    summary = finalize(root, plan.units, markers, prep.inp.rejects_uri, run, corpus_filter(cfg))
     timings["finalize"] = time.monotonic() - t
     summary["run"]["driver_seconds"] = {k: round(v, 3) for k, v in timings.items()}
     summary["run"]["wall_seconds"] = round(time.monotonic() - started, 3)
@@ -266,7 +401,7 @@ def run_build(cfg: BuildConfig, *, restart: bool = False) -> BuildResult:
     )
     if failed:
         raise BuildIncomplete(
-            f"{root}: {len(failed)} of {len(units)} units failed after retries "
+            f"{root}: {len(failed)} of {len(plan.units)} units failed after retries "
             f"({', '.join(failed[:5])}{'...' if len(failed) > 5 else ''}); "
             "the rest is committed — run the same command again to retry them"
         )

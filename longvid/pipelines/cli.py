@@ -37,6 +37,12 @@ def register(subparsers: Any) -> None:
         help="delete an earlier build at the output root and start again",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress lines")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="plan only: print records, units, pending units and expected shards; writes "
+        "nothing and starts no Ray",
+    )
     p.set_defaults(func=run)
 
 
@@ -59,13 +65,32 @@ def build_config(args: argparse.Namespace) -> BuildConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from longvid.pipelines.build import run_build
+    from longvid.pipelines.build import dry_run, run_build
 
     cfg = build_config(args)
+    if args.dry_run:
+        plan = dry_run(cfg, restart=args.restart)
+        print(format_dry_run(plan))
+        return 0
     result = run_build(cfg, restart=args.restart)
     print(format_summary(result.summary))
     print(f"wrote {result.root}")
     return 0
+
+
+def format_dry_run(p: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            f"manifest {p['manifest']} ({p['manifest_fingerprint']})",
+            f"records {p['records']} (new since the last build: {p['new_records']}); "
+            f"plan generations {p['generations']}",
+            f"units {p['units']}: committed {p['committed_units']}, pending {p['pending_units']} "
+            f"({p['pending_declared_hours']} h of declared video)",
+            f"expected new shards ~{p['expected_new_shards']} "
+            f"(at {p['bytes_per_source_second']} bytes per source second)",
+            f"dry run: nothing written, no Ray started ({p['wall_seconds']} s)",
+        ]
+    )
 
 
 def format_summary(s: dict[str, Any]) -> str:

@@ -54,14 +54,23 @@ class BuildRayConfig(RayConfig):
 
 
 class UnitsConfig(Section):
-    """How manifest records are packed into work units (one unit = one commit in the ledger)."""
+    """How manifest records are packed into work units (one unit = one commit in the ledger).
 
-    videos_per_unit: int = Field(4, ge=1, description="records per unit, at most")
+    A unit is the unit of scheduling, retry and commit: about an hour of source video keeps a
+    10M-clip WebVid at tens of thousands of units (not millions of tiny tasks) while one failed
+    task redoes little work."""
+
+    videos_per_unit: int = Field(
+        1000, ge=1, description="records per unit, at most (bounds the rows a task reads)"
+    )
     max_unit_seconds: float | None = Field(
         3600.0,
         gt=0,
         description="declared video seconds per unit, at most (a longer video is a unit alone); "
         "null = no limit",
+    )
+    unknown_seconds: float = Field(
+        300.0, ge=0, description="a record without a declared duration counts as this long"
     )
 
 

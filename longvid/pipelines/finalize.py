@@ -1,18 +1,26 @@
-"""Finish a build from its ledger: ``index.json`` (wids), ``samples.parquet``,
-``rejects.parquet`` (ingest rejects carried over + build rejects) and ``summary.json``."""
+"""Finish a build from its commit markers. Writes only small files: ``index.json`` (wids),
+``parts.json`` (every Parquet part, with its rows), ``summary.json`` (added up from the per-unit
+stats in the markers), and ``rejects.parquet/ingest.parquet`` (the ingest's rejects, carried
+over). The sample rows stay in the per-unit parts the workers wrote."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from longvid import storage
-from longvid.pipelines.units import WorkUnit
+from longvid.errors import NotFoundError
+from longvid.pipelines.plan import Unit
 from longvid.pipelines.uploads import sweep_stale_uploads
 from longvid.schema import REJECTS_SCHEMA
-from longvid.shards import SAMPLES_SCHEMA, ShardInfo, ledger, read_table, write_index, write_table
+from longvid.shards import SAMPLES_SCHEMA, ShardInfo, ledger, read_table, write_index
+from longvid.shards.manifest import to_table
 
 SUMMARY_NAME = "summary.json"
 
@@ -22,44 +30,123 @@ def _add(into: dict[str, Any], extra: dict[str, Any]) -> None:
         into[k] = into.get(k, 0) + v
 
 
+def _write_parquet(uri: str, table: pa.Table) -> None:
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    storage.write_bytes(uri, buf.getvalue())
+
+
+def _ensure_schema_part(root: str, dataset: str, schema: pa.Schema, has_parts: bool) -> None:
+    """A dataset with no unit part gets one empty part, so that it exists and has a schema."""
+    uri = storage.join(root, dataset, ledger.EMPTY_PART)
+    if not has_parts:
+        _write_parquet(uri, schema.empty_table())
+
+
 def finalize(
     root: str,
-    units: list[WorkUnit],
-    entries: dict[str, ledger.LedgerEntry],
+    units: list[Unit],
+    markers: dict[str, ledger.CommitMarker],
     ingest_rejects_uri: str | None,
     run: dict[str, Any],
     corpus_filter: Callable[[list[dict[str, Any]]], tuple[list, list]] | None = None,
 ) -> dict[str, Any]:
-    """Write the corpus tables from the committed entries (in unit order) and the summary.
+    """Write index.json, parts.json and summary.json from the markers (in unit order).
 
-    ``corpus_filter`` (rows → kept rows, reject rows) is applied to the whole corpus's sample
-    rows first: filters that need every sample at once (duplicates, longvid.dedup.filter)."""
+    ``corpus_filter`` (rows → kept rows, reject rows) needs every sample row at once (duplicates,
+    longvid.dedup.filter): when one is configured, the sample parts are read and the parts
+    that lose rows are rewritten; its rejects accumulate in ``rejects.parquet/corpus-filter``."""
     run["stale_uploads_aborted"] = run.get("stale_uploads_aborted", 0) + sweep_stale_uploads(root)
-    committed = [entries[u.unit_id] for u in units if u.unit_id in entries]
-    shards = [ShardInfo.from_dict(s) for e in committed for s in e.shards]
+    committed = [markers[u.unit_id] for u in units if u.unit_id in markers]
+    shards = [ShardInfo.from_dict(s) for m in committed for s in m.shards]
     write_index(root, shards, name="longvid")
-    samples = [row for e in committed for row in e.samples]
-    corpus_rejects: list[dict[str, Any]] = []
-    if corpus_filter is not None:
-        samples, corpus_rejects = corpus_filter(samples)
-    write_table(storage.join(root, "samples.parquet"), samples, SAMPLES_SCHEMA)
-    ingest_rejects: list[dict[str, Any]] = []
+    ingest_rejects = 0
+    ingest_reasons: Counter = Counter()
+    ingest_by_source: Counter = Counter()
     if ingest_rejects_uri:
-        ingest_rejects = read_table(ingest_rejects_uri).to_pylist()
-    build_rejects = [r for e in committed for r in e.rejects]
-    write_table(
-        storage.join(root, "rejects.parquet"),
-        ingest_rejects + build_rejects + corpus_rejects,
-        REJECTS_SCHEMA,
+        table = read_table(ingest_rejects_uri)
+        ingest_rejects = table.num_rows
+        for src, reason in zip(table.column("source").to_pylist(),
+                               table.column("reason").to_pylist(), strict=True):
+            ingest_by_source[src] += 1
+            ingest_reasons[f"ingest:{reason}"] += 1
+        _write_parquet(
+            storage.join(root, ledger.REJECTS_PARTS, ledger.INGEST_REJECTS_PART),
+            table.select(REJECTS_SCHEMA.names).cast(REJECTS_SCHEMA),
+        )
+    corpus_rejects: list[dict[str, Any]] = []
+    kept = 0
+    if corpus_filter is not None:
+        corpus_rejects, kept = apply_corpus_filter(root, committed, corpus_filter)
+    for dataset, schema in ((ledger.SAMPLES_PARTS, SAMPLES_SCHEMA),
+                            (ledger.REJECTS_PARTS, REJECTS_SCHEMA),
+                            (ledger.VIDEOS_PARTS, ledger.VIDEOS_SCHEMA)):
+        has = any(dataset in m.parts for m in committed) or (
+            dataset == ledger.REJECTS_PARTS and (ingest_rejects_uri or corpus_rejects))
+        _ensure_schema_part(root, dataset, schema, bool(has))
+    parts = {
+        d: [{"url": m.parts[d], "unit_id": m.unit_id,
+             "rows": m.counts["samples" if d == ledger.SAMPLES_PARTS else "rejects"]
+             if d != ledger.VIDEOS_PARTS else m.counts["records"]}
+            for m in committed if d in m.parts]
+        for d in ledger.PART_TABLES
+    }
+    storage.write_bytes(
+        storage.join(root, ledger.PARTS_INDEX),
+        (json.dumps({"format": ledger.BUILD_FORMAT, "parts": parts}, indent=0) + "\n").encode(),
     )
-    summary = summarize(units, committed, ingest_rejects, shards, run)
+    summary = summarize(units, committed, ingest_rejects, ingest_reasons, ingest_by_source,
+                        shards, run)
     if corpus_rejects:
-        apply_corpus_rejects(summary, corpus_rejects, len(samples))
+        apply_corpus_rejects(summary, corpus_rejects, kept)
     storage.write_bytes(
         storage.join(root, SUMMARY_NAME),
         (json.dumps(summary, indent=1, sort_keys=True) + "\n").encode(),
     )
     return summary
+
+
+def apply_corpus_filter(
+    root: str, committed: list[ledger.CommitMarker], corpus_filter: Callable
+) -> tuple[list[dict[str, Any]], int]:
+    """Run the corpus-wide filter over every sample part; rewrite the parts that lose rows.
+    Returns every corpus-filter reject so far (earlier finalizes' included) and the samples
+    kept."""
+    uri = storage.join(root, ledger.REJECTS_PARTS, ledger.CORPUS_REJECTS_PART)
+    try:
+        earlier = read_table(uri).to_pylist()
+    except NotFoundError:  # no corpus-filter reject yet
+        earlier = []
+    rows, part_of = [], []
+    for m in committed:
+        if ledger.SAMPLES_PARTS in m.parts:
+            part = read_table(storage.join(root, m.parts[ledger.SAMPLES_PARTS])).to_pylist()
+            rows += part
+            part_of += [m.parts[ledger.SAMPLES_PARTS]] * len(part)
+    kept, rejects = corpus_filter([_embedding_in_extra(r) for r in rows])
+    kept_keys = {r["key"] for r in kept}
+    by_part: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    lost: set[str] = set()
+    for row, part in zip(rows, part_of, strict=True):
+        if row["key"] in kept_keys:
+            by_part[part].append(row)
+        else:
+            lost.add(part)
+    for part in sorted(lost):
+        _write_parquet(storage.join(root, part), to_table(by_part[part], SAMPLES_SCHEMA))
+    seen = {(r["locator"], r["reason"]) for r in earlier}
+    everything = earlier + [r for r in rejects if (r["locator"], r["reason"]) not in seen]
+    if everything:
+        _write_parquet(uri, pa.Table.from_pylist(everything, schema=REJECTS_SCHEMA))
+    return everything, len(kept)
+
+
+def _embedding_in_extra(row: dict[str, Any]) -> dict[str, Any]:
+    """The row as the corpus filter reads it: the embedding column inside ``extra``."""
+    if row.get("embedding") is None:
+        return row
+    extra = json.loads(row.get("extra") or "{}")
+    return {**row, "extra": {**extra, "embedding": [float(x) for x in row["embedding"]]}}
 
 
 def apply_corpus_rejects(
@@ -93,27 +180,27 @@ def qa_by_task(by_source: dict[str, dict[str, Any]]) -> dict[str, int]:
 
 
 def summarize(
-    units: list[WorkUnit],
-    committed: list[ledger.LedgerEntry],
-    ingest_rejects: list[dict[str, Any]],
+    units: list[Unit],
+    committed: list[ledger.CommitMarker],
+    ingest_rejects: int,
+    ingest_reasons: Counter,
+    ingest_by_source: Counter,
     shards: list[ShardInfo],
     run: dict[str, Any],
 ) -> dict[str, Any]:
+    """The summary, added up from the markers' per-unit stats (no sample row is read)."""
     by_source: dict[str, dict[str, Any]] = defaultdict(dict)
     stage_seconds: dict[str, float] = {}
-    reasons: Counter = Counter()
+    reasons: Counter = Counter(ingest_reasons)
     unit_wall = 0.0
-    for e in committed:
-        for src, counts in e.stats.get("by_source", {}).items():
+    for m in committed:
+        for src, counts in m.stats.get("by_source", {}).items():
             _add(by_source[src], counts)
-        _add(stage_seconds, e.stats.get("stage_seconds", {}))
-        reasons.update(e.stats.get("reject_reasons", {}))
-        unit_wall += e.stats.get("wall_seconds", 0.0)
-    for r in ingest_rejects:
-        by_source[r["source"]]["ingest_rejected"] = (
-            by_source[r["source"]].get("ingest_rejected", 0) + 1
-        )
-        reasons[f"ingest:{r['reason']}"] += 1
+        _add(stage_seconds, m.stats.get("stage_seconds", {}))
+        reasons.update(m.stats.get("reject_reasons", {}))
+        unit_wall += m.stats.get("wall_seconds", 0.0)
+    for src, n in ingest_by_source.items():
+        by_source[src]["ingest_rejected"] = by_source[src].get("ingest_rejected", 0) + n
     records = sum(c.get("records", 0) for c in by_source.values())
     accepted = sum(c.get("accepted", 0) for c in by_source.values())
     rejected = sum(c.get("rejected", 0) for c in by_source.values())
@@ -132,9 +219,9 @@ def summarize(
             "manifest": records,
             "accepted": accepted,
             "rejected": rejected,
-            "ingest_rejected": len(ingest_rejects),
+            "ingest_rejected": ingest_rejects,
         },
-        "samples": sum(len(e.samples) for e in committed),
+        "samples": sum(int(m.counts["samples"]) for m in committed),
         "sample_rejects": sum(c.get("sample_rejects", 0) for c in by_source.values()),
         "shards": {"count": len(shards), "bytes": sum(s.filesize for s in shards)},
         "by_source": {

@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from longvid import storage
-from longvid.errors import ConfigError, NotFoundError
+from longvid.errors import ConfigError
 from longvid.ingest.runner import MANIFEST_NAME, REJECTS_NAME, SUMMARY_NAME, run_ingest
 from longvid.pipelines.config import BuildConfig
-from longvid.shards import read_table
 
 
 @dataclass
 class BuildInput:
+    """Where the build's records are; the driver never loads them (see plan.py)."""
+
     manifest_uri: str
     rejects_uri: str | None
-    records: list[dict[str, Any]]
-    fingerprint: str
-
-
-def manifest_fingerprint(records: list[dict[str, Any]]) -> str:
-    """Hash of the manifest's content (row order does not matter; re-ingesting the same
-    release gives the same fingerprint)."""
-    h = hashlib.sha256()
-    for rec in sorted(records, key=lambda r: r["record_id"]):
-        h.update(json.dumps(rec, sort_keys=True, ensure_ascii=False, default=str).encode())
-        h.update(b"\n")
-    return h.hexdigest()[:16]
 
 
 def _resolve_sources(cfg: BuildConfig) -> list[Any]:
@@ -54,8 +41,15 @@ def ingest_first(cfg: BuildConfig, restart: bool) -> str:
     return out
 
 
-def load_input(cfg: BuildConfig, restart: bool = False) -> BuildInput:
-    src = cfg.manifest if cfg.manifest is not None else ingest_first(cfg, restart)
+def load_input(cfg: BuildConfig, restart: bool = False, *, ingest: bool = True) -> BuildInput:
+    """The manifest (and its rejects) to build; ``ingest=False`` (a dry run) never ingests and
+    uses the build's own ingest output as it is."""
+    if cfg.manifest is not None:
+        src = cfg.manifest
+    elif ingest:
+        src = ingest_first(cfg, restart)
+    else:
+        src = storage.join(cfg.output.root, "ingest")
     if src.endswith(".parquet"):  # the manifest file itself; its rejects sit next to it
         manifest = src
         folder = src.rsplit("/", 1)[0] if "/" in src else ""
@@ -63,13 +57,11 @@ def load_input(cfg: BuildConfig, restart: bool = False) -> BuildInput:
     else:  # an ingest output folder
         manifest = storage.join(src, MANIFEST_NAME)
         rejects = storage.join(src, REJECTS_NAME)
-    try:
-        records = read_table(manifest).to_pylist()
-    except NotFoundError:
+    if not storage.exists(manifest):
         raise ConfigError(
             f"{manifest}: no manifest there (run `longvid ingest` first, or give "
             "sources in the build config)"
-        ) from None
+        )
     if rejects is not None and not storage.exists(rejects):
         rejects = None
-    return BuildInput(manifest, rejects, records, manifest_fingerprint(records))
+    return BuildInput(manifest, rejects)

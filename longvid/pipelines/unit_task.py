@@ -1,9 +1,11 @@
-"""What one Ray task does with one work unit: run the stages over its videos, then write its
-shards and, last, its ledger entry (the commit). Retrying it is safe: the same unit gives the
-same shards under the same names, and a unit already committed is not written again."""
+"""What one Ray task does with one work unit: read its manifest rows, run the stages over its
+videos, then write its shards, its Parquet parts and, last, its commit marker. Retrying it is
+safe: the same unit gives the same files under the same names, and a unit already committed is
+not written again."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import pickle
@@ -15,12 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from longvid import storage
 from longvid.errors import LongvidError
 from longvid.pipelines.config import BuildConfig
 from longvid.pipelines.lineage import tool_versions
+from longvid.pipelines.plan import read_rows
 from longvid.pipelines.stages import run_stages, stage_class
-from longvid.shards import ShardSequenceWriter, ledger
+from longvid.schema import REJECTS_SCHEMA
+from longvid.shards import SAMPLES_SCHEMA, ShardSequenceWriter, ledger
+from longvid.shards.manifest import check_samples, to_table
 from longvid.stages.base import Stage, reason_of
 from longvid.stages.work import StageContext, VideoWork
 
@@ -113,15 +122,40 @@ def unit_stats(works: list[VideoWork], wall: float) -> dict[str, Any]:
     }
 
 
+def _parquet_bytes(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+def write_part(root: str, dataset: str, unit_id: str, table: pa.Table) -> str | None:
+    """Publish the unit's part of a dataset (atomically); None when it has no rows."""
+    if table.num_rows == 0:
+        return None
+    url = ledger.part_url(dataset, unit_id)
+    storage.write_bytes(storage.join(root, url), _parquet_bytes(table))
+    return url
+
+
+def _embedding_to_column(row: dict[str, Any]) -> dict[str, Any]:
+    """The video embedding leaves the JSON ``extra`` for its own float16 list column (a
+    fraction of the bytes, and readable without parsing JSON)."""
+    extra = row.get("extra")
+    if isinstance(extra, dict) and extra.get("embedding") is not None:
+        extra = dict(extra)
+        row = {**row, "extra": extra, "embedding": np.asarray(extra.pop("embedding"), np.float16)}
+    return row
+
+
 def write_unit(
     root: str,
     unit_id: str,
-    record_ids: list[str],
+    generation: int,
     works: list[VideoWork],
     cfg: BuildConfig,
     wall: float,
-) -> ledger.LedgerEntry:
-    """Publish the unit's shards (samples sorted by key), then its ledger entry."""
+) -> ledger.CommitMarker:
+    """Publish the unit's shards (samples sorted by key) and parts, then its commit marker."""
     outputs = sorted((o for w in works for o in w.outputs), key=lambda o: o.key)
     rows = []
     target = int(cfg.shards.target_mb * 1024 * 1024)
@@ -131,21 +165,35 @@ def write_unit(
         for out in outputs:
             placed = writer.add(out.key, out.members)
             rows.append(
-                {**out.row, "shard": placed.shard, "members": [m.as_dict() for m in placed.members]}
+                _embedding_to_column(
+                    {**out.row, "shard": placed.shard,
+                     "members": [m.as_dict() for m in placed.members]}
+                )
             )
-    shards = [s.as_dict() for s in writer.shards]
-    rejects = [r.as_row() for w in works for r in w.rejects]
-    stats = {**unit_stats(works, wall), "node_id": _node_id()}
-    entry = ledger.LedgerEntry(
+    shards = [s.index_entry() for s in writer.shards]
+    samples = to_table(rows, SAMPLES_SCHEMA)
+    check_samples(samples)
+    rejects = pa.Table.from_pylist([r.as_row() for w in works for r in w.rejects],
+                                   schema=REJECTS_SCHEMA)
+    stats = unit_stats(works, wall)
+    videos = pa.Table.from_pylist(stats.pop("videos"), schema=ledger.VIDEOS_SCHEMA)
+    parts = {}
+    for name, table in ((ledger.SAMPLES_PARTS, samples), (ledger.REJECTS_PARTS, rejects),
+                        (ledger.VIDEOS_PARTS, videos)):
+        url = write_part(root, name, unit_id, table)
+        if url is not None:
+            parts[name] = url
+    stats.update(node_id=_node_id(), gpu_ids=_gpu_ids())
+    marker = ledger.CommitMarker(
         unit_id=unit_id,
-        record_ids=record_ids,
         shards=shards,
-        samples=rows,
-        rejects=rejects,
+        parts=parts,
+        counts={"records": len(works), "samples": samples.num_rows, "rejects": rejects.num_rows},
         stats=stats,
+        generation=generation,
     )
-    ledger.commit(root, entry)
-    return entry
+    ledger.commit(root, marker)
+    return marker
 
 
 def _node_id() -> str | None:
@@ -158,12 +206,22 @@ def _node_id() -> str | None:
         return None
 
 
-def progress_row(entry: ledger.LedgerEntry, skipped: bool = False) -> dict[str, Any]:
-    secs = sum(c.get("source_seconds", 0.0) for c in entry.stats.get("by_source", {}).values())
+def _gpu_ids() -> list[str]:
+    """The GPUs Ray gave the task that wrote the unit (empty for CPU-only stages)."""
+    try:
+        import ray
+
+        return [str(g) for g in ray.get_gpu_ids()] if ray.is_initialized() else []
+    except Exception:  # noqa: BLE001 - lineage only
+        return []
+
+
+def progress_row(marker: ledger.CommitMarker, skipped: bool = False) -> dict[str, Any]:
+    secs = sum(c.get("source_seconds", 0.0) for c in marker.stats.get("by_source", {}).values())
     return {
-        "unit_id": entry.unit_id,
-        "samples": len(entry.samples),
-        "rejects": len(entry.rejects),
+        "unit_id": marker.unit_id,
+        "samples": int(marker.counts["samples"]),
+        "rejects": int(marker.counts["rejects"]),
         "source_seconds": float(secs),
         "skipped": skipped,
     }
@@ -171,17 +229,21 @@ def progress_row(entry: ledger.LedgerEntry, skipped: bool = False) -> dict[str, 
 
 def committed_row(root: str, unit_id: str) -> dict[str, Any] | None:
     """The progress row of a unit that is already committed (a retried task), else None."""
-    existing = ledger.read_entry(root, unit_id)
-    if existing is not None and ledger.entry_intact(root, existing):
-        return progress_row(existing, skipped=True)
-    return None
+    existing = ledger.read_marker(root, unit_id)
+    return None if existing is None else progress_row(existing, skipped=True)
+
+
+def unit_records(manifest: str, runs: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """The unit's manifest rows, read by the worker itself, in record-id order."""
+    return sorted(read_rows(manifest, runs), key=lambda r: r["record_id"])
 
 
 def run_unit(
-    unit_id: str, records: list[dict[str, Any]], cfg: BuildConfig, content_hash: str, root: str
+    unit: dict[str, Any], manifest: str, cfg: BuildConfig, content_hash: str, root: str
 ) -> dict[str, Any]:
-    """The whole unit in one task (no model stages): stages, shards, ledger entry."""
+    """The whole unit in one task (no model stages): read rows, stages, shards, parts, marker."""
     storage.configure(cfg.s3)
+    unit_id = unit["unit_id"]
     done = committed_row(root, unit_id)
     if done is not None:
         return done
@@ -189,12 +251,12 @@ def run_unit(
     work_dir = Path(tempfile.mkdtemp(prefix=f"longvid-{unit_id}-", dir=cfg.work_dir))
     try:
         ctx = make_context(cfg, content_hash, work_dir)
-        works = process_records(records, ctx)
-        record_ids = [r["record_id"] for r in records]
-        entry = write_unit(root, unit_id, record_ids, works, cfg, time.perf_counter() - started)
+        works = process_records(unit_records(manifest, unit["runs"]), ctx)
+        marker = write_unit(root, unit_id, unit["generation"], works, cfg,
+                            time.perf_counter() - started)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-    return progress_row(entry)
+    return progress_row(marker)
 
 
 # --- the same unit split over three Ray stages, when the config lists model stages -----------
@@ -206,29 +268,29 @@ def run_unit(
 @dataclass
 class UnitPayload:
     unit_id: str
-    record_ids: list[str]
+    generation: int
     works: list[VideoWork]
     seconds: float  # task time so far (for the unit's wall time)
 
 
 def run_unit_cpu(
-    unit_id: str, records: list[dict[str, Any]], cfg: BuildConfig, content_hash: str, root: str
+    unit: dict[str, Any], manifest: str, cfg: BuildConfig, content_hash: str, root: str
 ) -> dict[str, Any]:
     storage.configure(cfg.s3)
+    unit_id = unit["unit_id"]
     done = committed_row(root, unit_id)
     if done is not None:
         return {"unit_id": unit_id, "payload": b"", "done": json.dumps(done)}
     started = time.perf_counter()
     work_dir = Path(tempfile.mkdtemp(prefix=f"longvid-{unit_id}-", dir=cfg.work_dir))
     try:
+        records = unit_records(manifest, unit["runs"])
         works = process_records(records, make_context(cfg, content_hash, work_dir))
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     for w in works:
         w.ctx = None  # type: ignore[assignment]  # rebuilt by the next stage's process
-    payload = UnitPayload(
-        unit_id, [r["record_id"] for r in records], works, time.perf_counter() - started
-    )
+    payload = UnitPayload(unit_id, unit["generation"], works, time.perf_counter() - started)
     return {"unit_id": unit_id, "payload": pickle.dumps(payload, protocol=5), "done": ""}
 
 
@@ -263,12 +325,12 @@ def write_payload(row: dict[str, Any], cfg: BuildConfig, root: str) -> dict[str,
     storage.configure(cfg.s3)
     started = time.perf_counter()
     payload: UnitPayload = pickle.loads(row["payload"])
-    entry = write_unit(
+    marker = write_unit(
         root,
         payload.unit_id,
-        payload.record_ids,
+        payload.generation,
         payload.works,
         cfg,
         payload.seconds + time.perf_counter() - started,
     )
-    return progress_row(entry)
+    return progress_row(marker)

@@ -5,26 +5,39 @@ size of its data in the shard, so a reader can fetch one member (or the whole sa
 single ranged read. ``shard`` is the shard's url relative to the corpus root, as in the index.
 Annotations that do not have a column of their own go into ``extra`` as a JSON string.
 
-Query it with pandas (``pd.read_parquet(ROOT + "/samples.parquet")``) or pyarrow.
+A build writes it as a Parquet dataset: a folder ``samples.parquet/`` of per-unit parts. Query it
+with pandas (``pd.read_parquet(ROOT + "/samples.parquet")``), ``pyarrow.dataset.dataset``,
+DuckDB (``read_parquet('ROOT/samples.parquet/*.parquet')``) or :func:`read_table`.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from longvid import storage
-from longvid.errors import FormatError
+from longvid.errors import FormatError, NotFoundError
 from longvid.schema import MEMBER
 from longvid.shards.tarwriter import MemberLocation
+from longvid.storage.local import local_path
 
 BUCKETS = ("short", "long")
-SAMPLES_NAME = "samples.parquet"
+SAMPLES_NAME = "samples.parquet"  # a file, or (as a build writes it) a folder of parts
+
+
+def samples_uri(root: str) -> str:
+    """Where a corpus's sample table is: ``ROOT/samples.parquet``, a Parquet dataset folder of
+    per-unit parts in a build (``pyarrow.dataset.dataset(samples_uri(root))`` reads it)."""
+    return storage.join(root, SAMPLES_NAME)
+
 
 SAMPLES_SCHEMA = pa.schema(
     [
@@ -44,6 +57,7 @@ SAMPLES_SCHEMA = pa.schema(
         ("caption", pa.string()),  # the main text, also in KEY.txt
         pa.field("members", pa.list_(MEMBER), nullable=False),  # data offset/size per member
         ("extra", pa.string()),  # JSON object: annotations without a column of their own
+        ("embedding", pa.list_(pa.float16())),  # the video embedding (embed stage), or null
     ]
 )
 
@@ -118,17 +132,60 @@ def write_table(
         check_samples(table)
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
+    _remove_dataset_folder(uri)  # the table replaces a dataset folder of the same name
     with storage.open_write(uri) as f:
         f.write(buf.getvalue())
 
 
-def read_table(uri: str, *, columns: list[str] | None = None) -> pa.Table:
-    """Read a Parquet table. NotFoundError when missing; FormatError when not Parquet."""
+def _read_one(uri: str, columns: list[str] | None) -> pa.Table:
     data = storage.read_bytes(uri)
     try:
         return pq.read_table(pa.BufferReader(data), columns=columns)
     except (pa.ArrowInvalid, OSError) as exc:
         raise FormatError(f"{uri}: not a readable Parquet file: {exc}") from None
+
+
+def dataset_parts(uri: str) -> list[str] | None:
+    """The ``*.parquet`` parts of a Parquet dataset folder at ``uri`` (sorted), or None when
+    ``uri`` is a single file. NotFoundError when neither exists."""
+    if not storage.is_remote(uri) and not os.path.isdir(local_path(uri)):
+        return None
+    if storage.is_remote(uri) and storage.exists(uri):
+        return None
+    parts = storage.list_files(uri, ".parquet")
+    if not parts and storage.is_remote(uri):
+        raise NotFoundError(f"{uri}: not found")
+    return parts
+
+
+def _remove_dataset_folder(uri: str) -> None:
+    try:
+        parts = dataset_parts(uri)
+    except NotFoundError:
+        return
+    if parts is None:
+        return
+    for part in parts:
+        storage.delete(part)
+    if not storage.is_remote(uri):
+        shutil.rmtree(local_path(uri), ignore_errors=True)
+
+
+def read_table(uri: str, *, columns: list[str] | None = None, threads: int = 8) -> pa.Table:
+    """Read a Parquet table: one file, or a dataset folder of parts (what a build writes as
+    ``samples.parquet/``), in part-name order. NotFoundError when missing; FormatError when not
+    Parquet. ``pyarrow.dataset.dataset(path)``, DuckDB and pandas read the same folders."""
+    parts = dataset_parts(uri)
+    if parts is None:
+        return _read_one(uri, columns)
+    if not parts:
+        raise FormatError(f"{uri}: a dataset folder without parts")
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        tables = list(pool.map(lambda p: _read_one(p, columns), parts))
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise FormatError(f"{uri}: parts with different schemas: {exc}") from None
 
 
 def rows_by_shard(table: pa.Table) -> dict[str, list[dict[str, Any]]]:

@@ -5,6 +5,8 @@ A stage is a class built once per task from the build config and called per vide
     class MyStage(Stage):
         name = "annotate"          # the ``stage`` of its reject rows
         kind = "cpu"               # "model" stages run in the GPU actor pool, after cpu stages
+        @classmethod
+        def resources(cls, cfg): return Resources(num_gpus=0.5)   # what one instance needs
         def __call__(self, work: VideoWork) -> VideoWork: ...
 
 A typed error (``LongvidError``) escaping a stage rejects the video with the error's reason; any
@@ -17,7 +19,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from longvid.errors import LongvidError, MediaError, NotFoundError
 from longvid.stages.work import StageContext, VideoWork
@@ -25,9 +28,26 @@ from longvid.stages.work import StageContext, VideoWork
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Resources:
+    """What a stage needs from a Ray worker; the executor asks for the most that any stage run in
+    the same task declares. A GPU is only asked for when the cluster has one."""
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    holds_model: bool = False  # keeps a model loaded (runs in an actor pool)
+
+
 class Stage:
     name: ClassVar[str] = "stage"
     kind: ClassVar[str] = "cpu"
+
+    @classmethod
+    def resources(cls, cfg: Any) -> Resources:
+        """What one instance needs (``cfg`` is the build config). CPU stages: no GPU."""
+        if cls.kind == "model":
+            return Resources(num_gpus=cfg.ray.model_num_gpus, holds_model=True)
+        return Resources()
 
     def __init__(self, ctx: StageContext):
         self.ctx = ctx

@@ -267,12 +267,18 @@ def download_fileobj(uri: str, fh: BinaryIO) -> None:
 
 
 def list_prefix(uri: str, suffix: str | None) -> list[str]:
+    return sorted(list_prefix_sizes(uri, suffix))
+
+
+def list_prefix_sizes(uri: str, suffix: str | None = None) -> dict[str, int]:
+    """Objects below a prefix taken as a folder → their sizes, from the paginated LIST."""
     bucket, prefix = split_uri(uri, need_key=False)
     if prefix and not prefix.endswith("/"):
         prefix += "/"  # a prefix names a folder, as local paths do
-    out: list[str] = []
+    out: dict[str, int] = {}
 
     def collect() -> None:
+        out.clear()  # a retried listing starts over
         paginator = client().get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
@@ -282,10 +288,10 @@ def list_prefix(uri: str, suffix: str | None) -> list[str]:
                     continue
                 if suffix and not key.endswith(suffix):
                     continue
-                out.append(f"s3://{bucket}/{key}")
+                out[f"s3://{bucket}/{key}"] = int(obj["Size"])
 
     call(uri, collect)
-    return sorted(out)
+    return dict(sorted(out.items()))
 
 
 def delete(uri: str) -> None:

@@ -5,6 +5,8 @@ decoded picture, so no stage decodes the video again."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import av.error
 import numpy as np
 
@@ -13,7 +15,7 @@ from longvid.errors import MediaError
 from longvid.media.container import Clock, ffmpeg_reason, open_video
 from longvid.media.decode import RGBConverter, output_size
 from longvid.segment.shots import detection_size, make_detector
-from longvid.stages.base import Stage
+from longvid.stages.base import Resources, Stage
 from longvid.stages.work import VideoWork
 
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -89,6 +91,14 @@ class FrameScores:
 
 class Scan(Stage):
     name = "scan"
+
+    @classmethod
+    def resources(cls, cfg: Any) -> Resources:
+        """The neural shot detector (transnetv2) wants a slice of a GPU; the other detectors are
+        CPU work."""
+        if cfg.detect.detector == "transnetv2" and cfg.detect.device != "cpu":
+            return Resources(num_gpus=0.25)
+        return Resources()
     batch = 64  # frames per batch of vectorised scoring and detection
 
     def __call__(self, work: VideoWork) -> VideoWork:
