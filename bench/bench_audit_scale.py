@@ -73,8 +73,8 @@ def _part(start: int, n: int, rng: np.random.Generator) -> pa.Table:
         "caption": pa.array(["word " * int(w) for w in words.tolist()]),
         "members": pa.array(members, SAMPLES_SCHEMA.field("members").type),
     }
-    table = pa.table({f.name: cols[f.name] for f in SAMPLES_SCHEMA})
-    return table.append_column("embedding", emb)
+    cols["embedding"] = emb  # what the embed stage writes: float16 vectors
+    return pa.table({f.name: cols[f.name] for f in SAMPLES_SCHEMA})
 
 
 def make_corpus(root: Path, samples: int, seed: int = 0) -> None:
