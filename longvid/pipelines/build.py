@@ -82,6 +82,7 @@ def connect_ray(cfg: BuildConfig) -> bool:
             num_cpus=cfg.ray.num_cpus,
             num_gpus=cfg.ray.num_gpus,
             include_dashboard=cfg.ray.include_dashboard,
+            object_store_memory=cfg.ray.object_store_memory,
         )
     ray.init(address=address, **kwargs)
     return True

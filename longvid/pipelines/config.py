@@ -51,6 +51,13 @@ class BuildRayConfig(RayConfig):
         "and nodes are retried by Ray Data itself, without limit)",
     )
     include_dashboard: bool = Field(False, description="start the Ray dashboard (local Ray only)")
+    object_store_memory: int | None = Field(
+        None,
+        ge=78643200,
+        description="bytes of Ray's shared-memory object store (local Ray only; null = Ray's "
+        "default, 30% of RAM). Less means unit payloads between the cpu and model stages spill "
+        "to disk sooner; Ray refuses less than 75 MiB",
+    )
 
 
 class UnitsConfig(Section):
