@@ -19,7 +19,7 @@ from longvid import storage
 from longvid.audit.scan import SampleScan, iter_batches, samples_exist, scan_samples
 from longvid.errors import FormatError, NotFoundError
 from longvid.shards import SAMPLES_SCHEMA, ShardIndex, ledger, read_index, read_table
-from longvid.shards.manifest import SAMPLES_NAME
+from longvid.shards.manifest import SAMPLES_NAME, parse_extra
 
 REJECTS_NAME = "rejects.parquet"
 SUMMARY_NAME = "summary.json"
@@ -69,18 +69,6 @@ def _with_embedding(extra: dict[str, Any], row: dict[str, Any]) -> dict[str, Any
     if emb is None or extra.get("embedding") is not None:
         return extra
     return {**extra, "embedding": [float(x) for x in emb]}
-
-
-def parse_extra(value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    if not value:
-        return {}
-    try:
-        out = json.loads(value)
-    except (TypeError, ValueError):
-        return {}
-    return out if isinstance(out, dict) else {}
 
 
 def _json(uri: str) -> dict[str, Any] | None:

@@ -18,8 +18,9 @@ from typing import Any
 from longvid.annotate.config import FiltersConfig
 from longvid.dedup.config import DedupConfig
 from longvid.dedup.fingerprint import BITS
-from longvid.dedup.read import _extra, samples_from_rows
+from longvid.dedup.read import samples_from_rows
 from longvid.dedup.search import find_duplicates
+from longvid.shards.manifest import parse_extra
 
 
 def reason(signal: str) -> str:
@@ -74,7 +75,7 @@ def apply_duplicates(rows: list[dict[str, Any]], filters: FiltersConfig,
             rejects.append(row)
         elif rid not in folded:
             folded.add(rid)
-            row["locator"] = _extra(r.get("extra")).get("locator") or str(rid)
+            row["locator"] = parse_extra(r.get("extra")).get("locator") or str(rid)
             row["detail"] = f"{rid}: all {per_record[rid]} samples are duplicates; first: " \
                             f"{row['detail']}"
             rejects.append(row)

@@ -10,7 +10,6 @@ colour bytes per sample.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -19,20 +18,9 @@ import pyarrow as pa
 
 from longvid.dedup.fingerprint import FRAMES, from_hex
 from longvid.dedup.search import Samples
+from longvid.shards.manifest import parse_extra
 
 COLUMNS = ("key", "record_id", "bucket")
-
-
-def _extra(value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    if not value:
-        return {}
-    try:
-        out = json.loads(value)
-    except (TypeError, ValueError):
-        return {}
-    return out if isinstance(out, dict) else {}
 
 
 class _Collector:
@@ -55,7 +43,7 @@ class _Collector:
         self.keys.append(np.asarray(keys, dtype=object))
         self.records.append(np.asarray([str(r) for r in records], dtype=object))
         self.buckets.append(np.asarray([str(x) for x in buckets], dtype=object))
-        parsed = [_extra(e) for e in extras]
+        parsed = [parse_extra(e) for e in extras]
         self.hashes += [(x.get("scores") or {}).get("clip_sha256") for x in parsed]
         if embeddings is None:
             vecs = [x.get("embedding") for x in parsed]

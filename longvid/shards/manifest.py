@@ -194,3 +194,16 @@ def rows_by_shard(table: pa.Table) -> dict[str, list[dict[str, Any]]]:
     for row in table.select(["key", "shard", "members"]).to_pylist():
         groups.setdefault(row["shard"], []).append(row)
     return groups
+
+
+def parse_extra(value: Any) -> dict[str, Any]:
+    """The ``extra`` column of a samples row as a dict (JSON text, a dict, or empty)."""
+    if isinstance(value, dict):
+        return value
+    if not value:
+        return {}
+    try:
+        out = json.loads(value)
+    except (TypeError, ValueError):
+        return {}
+    return out if isinstance(out, dict) else {}
