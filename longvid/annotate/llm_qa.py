@@ -25,12 +25,12 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from longvid.annotate.config import LLMQAConfig
 from longvid.annotate.counting import action_key, mentions, verb_object_groups
 from longvid.annotate.embed import _dtype, resolve_device
+from longvid.annotate.local_lm import load_causal_lm, require_lm_dir
 from longvid.annotate.provenance import weights_random
 from longvid.annotate.qa import (
     MC_LETTERS,
@@ -42,7 +42,7 @@ from longvid.annotate.qa import (
     verify,
 )
 from longvid.annotate.timeline import EPS, Timeline
-from longvid.errors import ConfigError, NotFoundError
+from longvid.errors import ConfigError
 
 TIME_PATTERN = r"^[0-9]{1,5}\.[0-9]$"
 QUESTION_PATTERN = r"^[A-Za-z0-9 ,.;:?!'()-]{8,%d}$"
@@ -343,21 +343,9 @@ class LLMQAWriter:
 
     def __init__(self, cfg: LLMQAConfig):
         import xgrammar as xgr
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        if not cfg.model_path:
-            raise ConfigError("annotate.llm_qa.model_path is required for the llm_qa stage")
-        p = Path(cfg.model_path)
-        if not (p / "config.json").is_file():
-            raise NotFoundError(f"{p}: no language model here (expected a save_pretrained dir)")
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
-            self.model = AutoModelForCausalLM.from_pretrained(str(p), local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{p}: cannot load the QA language model: {exc}") from None
-        self.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        path = require_lm_dir(cfg.model_path, "annotate.llm_qa.model_path", "llm_qa")
+        self.tokenizer, self.model = load_causal_lm(path, "QA language model")
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.model.to(self.device, _dtype(cfg.dtype, self.device)).eval()

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from longvid.annotate.config import RewriteConfig
 from longvid.annotate.embed import resolve_device
+from longvid.annotate.local_lm import load_causal_lm, require_lm_dir
 from longvid.annotate.provenance import weights_random
 from longvid.annotate.qa import QAItem
-from longvid.errors import ConfigError, NotFoundError
+from longvid.errors import ConfigError
 
 _QUOTED = re.compile(r'"([^"]+)"')
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
@@ -43,13 +43,7 @@ class Rewriter:
     """``rewrite(items)`` rephrases questions in place; ``lineage()`` says how."""
 
     def __init__(self, cfg: RewriteConfig):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        if not cfg.model_path:
-            raise ConfigError("annotate.rewrite.model_path is required for the qa_rewrite stage")
-        p = Path(cfg.model_path)
-        if not (p / "config.json").is_file():
-            raise NotFoundError(f"{p}: no language model here (expected a save_pretrained dir)")
+        path = require_lm_dir(cfg.model_path, "annotate.rewrite.model_path", "qa_rewrite")
         try:
             filled = cfg.prompt.format(question="\x00")
         except (KeyError, IndexError, ValueError) as exc:
@@ -59,14 +53,7 @@ class Rewriter:
             raise ConfigError("annotate.rewrite.prompt must contain {question}")
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
-            self.model = AutoModelForCausalLM.from_pretrained(str(p), local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{p}: cannot load the rewriter: {exc}") from None
-        self.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer, self.model = load_causal_lm(path, "rewriter")
         self.model.to(self.device).eval()
         self.random = weights_random(cfg.model_path, False, cfg.random_weights)
         self.tried = self.used = 0
