@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from longvid.config import S3Config, Section
-from longvid.training.data.config import CLIP_LEN, MixtureComponent
+from longvid.training.data.config import CLIP_LEN, Component, ImageComponent, MixtureComponent
 from longvid.training.model.config import ModelConfig
 
 PARTS = ("encoder", "projector", "llm")  # the model's parameter groups (HiCoModel.parameter_groups)
@@ -31,9 +31,10 @@ Part = Literal["encoder", "projector", "llm"]
 class StageDataConfig(Section):
     """What one stage reads: its mixture, how many samples, frames per video, the question."""
 
-    mixture: list[MixtureComponent] = Field(
+    mixture: list[Component] = Field(
         default_factory=lambda: [MixtureComponent(name="all", weight=1.0)],
-        description="components (filters on source, bucket, duration) with weights",
+        description="components with weights: filters on source, bucket, duration; or an "
+        "image folder (images: DIR with captions.jsonl)",
     )
     num_samples: int | None = Field(
         None, ge=1, description="samples drawn per epoch; None = every eligible sample once"
@@ -263,6 +264,13 @@ class TrainConfig(Section):
         if len(set(names)) != len(names):
             raise ValueError(f"stage names must be unique, got {names}")
         return self
+
+    def image_roots(self) -> list[str]:
+        """Every image folder the stages' mixtures name, in first-use order."""
+        roots = [
+            c.images for s in self.stages for c in s.data.mixture if isinstance(c, ImageComponent)
+        ]
+        return list(dict.fromkeys(roots))
 
 
 def resolve_path(path: str, base: Path | None = None) -> Path:

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from longvid.errors import ConfigError
 from longvid.training.config import PARTS, StageConfig, TrainConfig
 from longvid.training.data.catalog import Catalog
 from longvid.training.data.config import StageData
+from longvid.training.data.images import ImageFolder, StageImages
 from longvid.training.data.plan import component_pools
 from longvid.training.model.config import ModelConfig
 
@@ -93,9 +94,14 @@ def _loader_config(
 
 
 def plan_stages(
-    cfg: TrainConfig, model_cfg: ModelConfig, catalog: Catalog, world_size: int
+    cfg: TrainConfig,
+    model_cfg: ModelConfig,
+    catalog: Catalog,
+    world_size: int,
+    images: Mapping[str, ImageFolder] | None = None,
 ) -> list[StagePlan]:
-    """Every stage's plan; ConfigError naming the stage when one cannot run as configured."""
+    """Every stage's plan; ConfigError naming the stage when one cannot run as configured.
+    ``images``: the image folders the stages' image components name (read here when absent)."""
     plans = []
     for i, stage in enumerate(cfg.stages):
         per_step = stage.micro_batch * world_size
@@ -113,7 +119,7 @@ def plan_stages(
                 "for text; lower data.t_max or raise max_seq_len"
             )
         data = _loader_config(cfg, stage, resolution, model_cfg)
-        pools = component_pools(catalog, data)
+        pools = component_pools(catalog, data, StageImages(data, images or {}, len(catalog)))
         eligible = int(sum(len(p) for p in pools))
         if stage.data.fraction is not None:
             data = data.model_copy(

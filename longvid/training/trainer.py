@@ -38,6 +38,7 @@ from longvid.training.config import TrainConfig, resolve_path
 from longvid.training.curriculum import StagePlan, apply_stage, make_optimizer, plan_stages
 from longvid.training.data import LoaderError, StatefulLoader, make_loader, normalize_frames
 from longvid.training.data.catalog import Catalog, load_catalog
+from longvid.training.data.images import ImageFolder, load_image_folders
 from longvid.training.distributed import DistEnv, configure_runtime, init_distributed, shutdown
 from longvid.training.metrics import MetricsLog, format_summary, read_metrics, stage_summary
 from longvid.training.model.config import ModelConfig
@@ -146,6 +147,7 @@ class Trainer:
     # the run, built once by _setup
     env: DistEnv
     catalog: Catalog
+    images: dict[str, ImageFolder]  # the image folders of the stages' image components
     tokenizer: Any
     model: torch.nn.Module  # longvid.training.model.hico.HiCoModel
     model_cfg: ModelConfig  # the model's config before any stage changed its resolution
@@ -209,6 +211,7 @@ class Trainer:
         env.barrier()
         ref = self._find_checkpoint()
         self.catalog = load_catalog(cfg.data.corpus)
+        self.images = load_image_folders(cfg.image_roots())
 
         # model and tokenizer: identical on every rank (same seed; DDP also broadcasts rank 0's)
         torch.manual_seed(cfg.seed)
@@ -225,7 +228,7 @@ class Trainer:
             self.model.encoder.set_grad_checkpointing(cfg.runtime.encoder_checkpointing)
         else:
             self.model.encoder.grad_checkpointing = cfg.runtime.encoder_checkpointing
-        self.plans = plan_stages(cfg, self.model_cfg, self.catalog, env.world_size)
+        self.plans = plan_stages(cfg, self.model_cfg, self.catalog, env.world_size, self.images)
         self.total_steps = sum(p.steps for p in self.plans)
         self.stop_at = parse_stop_after(self.stop_after_arg, self.total_steps)
 
@@ -302,6 +305,8 @@ class Trainer:
         if self.env.is_main and not (tok_dir / "tokenizer.json").exists():
             # deterministic input: captions in catalog (key) order, then the stage questions
             texts = [c or "" for c in self.catalog.table.column("caption").to_pylist()]
+            for folder in self.images.values():  # image captions, in folder and line order
+                texts += [c for c in folder.captions if isinstance(c, str)]
             texts += [s.data.question for s in self.cfg.stages]
             build_tokenizer(texts, tok_dir, vocab_size=self.cfg.data.tokenizer_vocab)
         self.env.barrier()
@@ -425,7 +430,12 @@ class Trainer:
             self.train_model = self.model
         self.optimizer, self.scheduler = make_optimizer(trained, plan)
         self.loader = make_loader(
-            plan.data, env.rank, env.world_size, self.tokenizer, catalog=self.catalog
+            plan.data,
+            env.rank,
+            env.world_size,
+            self.tokenizer,
+            catalog=self.catalog,
+            images=self.images,
         )
         if resume is not None:
             self.optimizer.load_state_dict(resume.optimizer["optimizer"])
@@ -520,9 +530,10 @@ class Trainer:
         step_time = time.perf_counter() - t0
 
         samples_local = sum(len(b["keys"]) for b in micro)
-        g_loss, g_tok, g_tokens, g_vis, g_samples, g_wait, g_cut = env.all_reduce_sum(
+        images_local = sum(int(b["is_image"].sum()) for b in micro)
+        g_loss, g_tok, g_tokens, g_vis, g_samples, g_wait, g_cut, g_img = env.all_reduce_sum(
             [loss_sum, float(n_tok_local), float(tokens), float(visual_total),
-             float(samples_local), wait, float(truncated)]
+             float(samples_local), wait, float(truncated), float(images_local)]
         )
         groups = self.optimizer.param_groups
         names = [g["name"] for g in groups]
@@ -538,6 +549,7 @@ class Trainer:
             "data_wait_share": min(1.0, g_wait / env.world_size / step_time),
             "step_time_s": step_time,
             "truncated_samples": int(g_cut),
+            "image_samples": int(g_img),  # samples of the step that were still images
             "_tokens": int(g_tokens),
         }
 

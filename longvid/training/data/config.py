@@ -12,9 +12,9 @@ every key with a comment). Fields fall in two groups:
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from longvid.config import S3Config, Section
 
@@ -62,6 +62,36 @@ class MixtureComponent(Section):
         return self
 
 
+class ImageComponent(Section):
+    """A mixture component of still images: a folder (local or s3://) holding ``captions.jsonl``,
+    one ``{"image": "rel/path.jpg", "caption": "..."}`` per line, paths relative to the folder
+    (JPEG, PNG or WebP). Each image is one sample of T = 1 frame (the model's image path);
+    the caption answers ``question``. Told apart from a video component by its ``images`` key.
+    """
+
+    name: str = Field(..., min_length=1, description="component name (appears in counts)")
+    weight: float = Field(..., gt=0, description="relative share of the stage's draws")
+    images: str = Field(
+        ..., min_length=1, description="image folder with captions.jsonl (local dir or s3://)"
+    )
+    question: str = Field(
+        "Describe the image.", description="question the caption answers (chat template)"
+    )
+
+
+def _component_kind(value: Any) -> str:
+    if isinstance(value, ImageComponent) or (isinstance(value, dict) and "images" in value):
+        return "images"
+    return "video"
+
+
+# One entry of a stage's mixture: a filter over the corpora's videos, or a folder of images.
+Component = Annotated[
+    Annotated[MixtureComponent, Tag("video")] | Annotated[ImageComponent, Tag("images")],
+    Discriminator(_component_kind),
+]
+
+
 class StageData(Section):
     """The data side of one curriculum stage."""
 
@@ -69,9 +99,10 @@ class StageData(Section):
     corpora: list[str] = Field(
         default_factory=list, description="built corpus roots (local dirs or s3://bucket/prefix)"
     )
-    mixture: list[MixtureComponent] = Field(
+    mixture: list[Component] = Field(
         default_factory=lambda: [MixtureComponent(name="all", weight=1.0)],
-        description="components with weights; draws per component are exact (largest remainder)",
+        description="components with weights (video filters or image folders); draws per "
+        "component are exact (largest remainder)",
     )
     num_samples: int | None = Field(
         None, ge=1, description="samples drawn per epoch over all ranks; None = all eligible"
@@ -154,6 +185,10 @@ class StageData(Section):
         if len(set(names)) != len(names):
             raise ValueError(f"mixture component names must be unique, got {names}")
         return self
+
+    def image_components(self) -> list[tuple[int, ImageComponent]]:
+        """(index in the mixture, component) of every image component."""
+        return [(i, c) for i, c in enumerate(self.mixture) if isinstance(c, ImageComponent)]
 
     def sequence_fields(self) -> dict[str, Any]:
         """The values that decide what is seen (JSON-able); the stage fingerprint hashes them."""

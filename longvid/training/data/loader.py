@@ -21,6 +21,9 @@ How the rules hold (``docs/loader.md``, "Loader rules"):
 * A sample that fails to decode is replaced by a deterministic substitute from the same
   mixture component (:func:`~longvid.training.data.plan.substitute_candidates`) and counted in
   ``batch["substituted"]`` and the cursor; storage failures stop the run.
+* Image components (:mod:`~longvid.training.data.images`) add rows after the catalog's; the
+  plan, substitutes and cursor treat them as any other row, and the cursor also records each
+  image folder's fingerprint (a resume against an edited ``captions.jsonl`` is refused).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -43,6 +46,7 @@ from longvid.errors import LongvidError
 from longvid.training.data.catalog import Catalog, load_catalog
 from longvid.training.data.config import StageData
 from longvid.training.data.decode import FrameDecoder, make_decoder
+from longvid.training.data.images import ImageFolder, StageImages, load_image_folders
 from longvid.training.data.plan import (
     EpochPlan,
     component_pools,
@@ -105,8 +109,10 @@ class StageDataset(IterableDataset):
         rank: int,
         start_step: int,
         tokenizer: Any | None,
+        images: StageImages | None = None,
     ):
         self.catalog = catalog
+        self.images = images
         self.cfg = cfg
         self.pools = pools
         self.plan = plan
@@ -124,12 +130,21 @@ class StageDataset(IterableDataset):
             )
         return self._decoder
 
+    def key_of(self, row_idx: int) -> str:
+        """The sample key of a loader row (a catalog key, or an image's relative path)."""
+        if row_idx < len(self.catalog):
+            return str(self.catalog.keys[row_idx])
+        assert self.images is not None
+        return self.images.key(row_idx)
+
     def load(self, row_idx: int) -> LoadedSample:
-        """One catalog row → a sample, or SampleError."""
+        """One loader row → a sample, or SampleError."""
         if row_idx in self._bad:
             raise SampleError(self._bad[row_idx], "known_bad", "failed before in this worker")
-        row = self.catalog.row(row_idx)
         try:
+            if row_idx >= len(self.catalog):
+                return self.load_image(row_idx)
+            row = self.catalog.row(row_idx)
             meta, duration, times, frames = load_frames(row, self.cfg, self.decoder())
         except SampleError as exc:
             self._bad[row_idx] = str(exc)
@@ -145,12 +160,19 @@ class StageDataset(IterableDataset):
         tokenize_sample(sample, meta, row, self.cfg, self.tokenizer)
         return sample
 
+    def load_image(self, row_idx: int) -> LoadedSample:
+        """An image row → a one-frame sample with its caption's tokens (or SampleError)."""
+        assert self.images is not None
+        sample, row, question = self.images.load(row_idx, self.cfg.resolution)
+        tokenize_sample(sample, {}, row, self.cfg, self.tokenizer, question=question)
+        return sample
+
     def load_or_substitute(self, row_idx: int, component: int) -> tuple[LoadedSample, bool]:
         """The sample at ``row_idx``, or its first substitute that loads; (sample, replaced)."""
         try:
             return self.load(row_idx), False
         except SampleError as first:
-            key = self.catalog.keys[row_idx]
+            key = self.key_of(row_idx)
             tries = substitute_candidates(
                 self.pools[component], self.cfg, self.plan.epoch, key, self.cfg.max_substitutes + 1
             )
@@ -178,7 +200,7 @@ class StageDataset(IterableDataset):
             sample, was_replaced = self.load_or_substitute(row_idx, int(self.plan.components[p]))
             samples.append(sample)
             if was_replaced:
-                replaced.append(str(self.catalog.keys[row_idx]))
+                replaced.append(self.key_of(row_idx))
         out = collate(samples, self.tokenizer)
         if self.cfg.frames_dtype == "float32":
             out["frames"] = [
@@ -186,7 +208,7 @@ class StageDataset(IterableDataset):
             ]
         else:
             out["frames"] = [s.frames for s in samples]
-        out["planned_keys"] = [str(self.catalog.keys[int(self.plan.rows[p])]) for p in pos]
+        out["planned_keys"] = [self.key_of(int(self.plan.rows[p])) for p in pos]
         out["components"] = [self.cfg.mixture[int(self.plan.components[p])].name for p in pos]
         out["padded"] = torch.from_numpy(self.plan.padded[pos].copy())
         out["substituted"] = len(replaced)
@@ -220,6 +242,7 @@ def collate(samples: list[LoadedSample], tokenizer: Any | None) -> dict[str, Any
         "sources": [s.source for s in samples],
         "durations": torch.tensor([s.duration for s in samples], dtype=torch.float64),
         "n_frames": torch.tensor([len(s.times) for s in samples], dtype=torch.int64),
+        "is_image": torch.tensor([s.is_image for s in samples], dtype=torch.bool),
         "frame_times": [torch.from_numpy(s.times) for s in samples],
     }
     if tokenizer is None:
@@ -254,6 +277,7 @@ class StatefulLoader:
         rank: int,
         world_size: int,
         tokenizer: Any | None = None,
+        images: Mapping[str, ImageFolder] | None = None,
     ):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, {world_size})")
@@ -262,7 +286,9 @@ class StatefulLoader:
         self.rank = rank
         self.world_size = world_size
         self.tokenizer = tokenizer
-        self.pools = component_pools(catalog, cfg)
+        # image rows follow the catalog's; folders not given are read here
+        self.images = StageImages(cfg, images or {}, len(catalog))
+        self.pools = component_pools(catalog, cfg, self.images)
         self.epoch = 0
         self.step = 0
         self.substituted = 0
@@ -297,6 +323,7 @@ class StatefulLoader:
             self.rank,
             self.step,
             self.tokenizer,
+            self.images,
         )
 
     def dataloader(self) -> DataLoader:
@@ -351,6 +378,7 @@ class StatefulLoader:
             "substituted": self.substituted,
             "manifest_fingerprint": self.catalog.fingerprint,
             "corpus_fingerprints": list(self.catalog.corpus_fingerprints),
+            "image_fingerprints": self.images.fingerprints(),
             "stage_fingerprint": stage_fingerprint(self.cfg),
             "stage_config": self.cfg.sequence_fields(),
         }
@@ -382,6 +410,16 @@ class StatefulLoader:
             raise ResumeError(
                 f"resume refused for stage {self.cfg.stage!r}: the stage config changed: "
                 + ("; ".join(changes) or "(fingerprint differs)")
+            )
+        old_images, new_images = state.get("image_fingerprints", {}), self.images.fingerprints()
+        if old_images != new_images:
+            changed = sorted(
+                n for n in set(old_images) | set(new_images)
+                if old_images.get(n) != new_images.get(n)
+            )
+            raise ResumeError(
+                f"resume refused for stage {self.cfg.stage!r}: the captions.jsonl of image "
+                f"component(s) {changed} changed"
             )
         epoch, consumed = int(state["epoch"]), int(state["samples_consumed"])
         plan = self.plan(epoch)
@@ -426,9 +464,11 @@ def make_loader(
     tokenizer: Any | None = None,
     *,
     catalog: Catalog | None = None,
+    images: Mapping[str, ImageFolder] | None = None,
 ) -> StatefulLoader:
     """The stage's loader for one rank (``rank``/``world_size`` default to torch.distributed's,
-    else 0/1). ``tokenizer`` None leaves out the text fields. ``catalog`` reuses a loaded one."""
+    else 0/1). ``tokenizer`` None leaves out the text fields. ``catalog`` reuses a loaded one,
+    ``images`` loaded image folders (by root; the stage's others are read here)."""
     if rank is None or world_size is None:
         dist = torch.distributed
         if dist.is_available() and dist.is_initialized():
@@ -440,7 +480,9 @@ def make_loader(
         storage.configure(cfg.s3)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     catalog = catalog if catalog is not None else load_catalog(cfg.corpora)
-    return StatefulLoader(cfg, catalog, rank, world_size, tokenizer)
+    if images is None:
+        images = load_image_folders(c.images for _, c in cfg.image_components())
+    return StatefulLoader(cfg, catalog, rank, world_size, tokenizer, images)
 
 
 __all__ = [

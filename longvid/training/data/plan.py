@@ -27,7 +27,8 @@ import numpy as np
 
 from longvid.errors import ConfigError
 from longvid.training.data.catalog import Catalog
-from longvid.training.data.config import StageData
+from longvid.training.data.config import ImageComponent, StageData
+from longvid.training.data.images import StageImages
 
 
 def stable_seed(*parts: object) -> int:
@@ -59,21 +60,32 @@ def largest_remainder(weights: list[float], total: int) -> list[int]:
     return counts
 
 
-def component_pools(catalog: Catalog, cfg: StageData) -> list[np.ndarray]:
-    """Catalog row indices per mixture component; a row goes to the first component it matches.
+def component_pools(
+    catalog: Catalog, cfg: StageData, images: StageImages | None = None
+) -> list[np.ndarray]:
+    """Loader row indices per mixture component. A catalog row goes to the first video
+    component it matches; an image component owns its folder's rows (after the catalog's, see
+    :class:`~longvid.training.data.images.StageImages`; read from ``cfg`` when not given).
 
     Raises ConfigError when the corpora hold no sample at all, or naming a component that
     selects no sample (its weight could not be met): a loader never starts with nothing to
     yield.
     """
-    if len(catalog) == 0:
+    if images is None and cfg.image_components():
+        images = StageImages(cfg, {}, len(catalog))
+    videos = [c for c in cfg.mixture if not isinstance(c, ImageComponent)]
+    if videos and len(catalog) == 0:
         raise ConfigError(
             f"stage {cfg.stage!r}: the corpora hold no samples ({catalog.describe()}); "
             "nothing to load"
         )
     taken = np.zeros(len(catalog), dtype=bool)
     pools = []
-    for comp in cfg.mixture:
+    for c, comp in enumerate(cfg.mixture):
+        if isinstance(comp, ImageComponent):
+            assert images is not None
+            pools.append(images.pool(c))
+            continue
         mask = ~taken
         if comp.sources:
             mask &= np.isin(catalog.sources, comp.sources)

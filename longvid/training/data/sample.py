@@ -35,7 +35,7 @@ class SampleError(MediaError):
 
 @dataclass
 class LoadedSample:
-    """One sample ready to batch. ``frames`` is ``uint8 [T, 3, S, S]``."""
+    """One sample ready to batch. ``frames`` is ``uint8 [T, 3, S, S]`` (an image: T = 1)."""
 
     key: str
     source: str
@@ -45,6 +45,7 @@ class LoadedSample:
     conversations: list[dict[str, str]]
     input_ids: torch.Tensor | None = None  # int64 [L]
     labels: torch.Tensor | None = None  # int64 [L], -100 outside the answers
+    is_image: bool = False  # a still image (no duration, no timestamp prompt)
 
 
 def sample_uri(row: dict[str, Any]) -> str:

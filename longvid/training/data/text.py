@@ -5,7 +5,8 @@ annotation writes one, the stage's question answered by the main caption. The to
 puts one ``<video>`` placeholder and the timestamp prompt built from the real duration and the
 frame count (and, with ``frame_times_prompt``, every frame's time) at the start of the first
 human turn; labels are -100 outside the answers. The ``plain`` template (stage 1) is
-``<video>`` and the answer alone.
+``<video>`` and the answer alone. An image has no timestamp sentence (its question is its image
+component's).
 """
 
 from __future__ import annotations
@@ -30,22 +31,25 @@ def tokenize_sample(
     row: dict[str, Any],
     cfg: StageData,
     tokenizer: Any | None,
+    question: str | None = None,
 ) -> None:
     """Fill ``sample.conversations`` and (with a tokenizer) ``input_ids`` / ``labels``.
 
-    Ids are cut to ``cfg.max_text_len``. A conversation the tokenizer module refuses (wrong
+    ``question`` replaces the stage's (image components bring their own). Ids are cut to
+    ``cfg.max_text_len``. A conversation the tokenizer module refuses (wrong
     turn order, no answer) makes the sample unusable: SampleError, and it gets a substitute.
     """
-    sample.conversations = default_conversation(meta, row, cfg.question)
+    sample.conversations = default_conversation(meta, row, question or cfg.question)
     if tokenizer is None:
         return
     times = [float(t) for t in sample.times] if cfg.frame_times_prompt else None
+    duration = None if sample.is_image else sample.duration  # None: no timestamp sentence
     try:
         if cfg.template == "plain":
             ids, labels = encode_plain(tokenizer, sample.conversations)
         else:
             ids, labels = encode_conversation(
-                tokenizer, sample.conversations, sample.duration, len(sample.times), times
+                tokenizer, sample.conversations, duration, len(sample.times), times
             )
     except FormatError as exc:
         raise SampleError(row["key"], "bad_conversation", str(exc)) from None
