@@ -41,3 +41,32 @@ def test_no_command_prints_help_and_fails():
     proc = run()
     assert proc.returncode == 2
     assert "usage: longvid" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "config", "overrides"),
+    [
+        # positional key=value overrides, as `longvid train` / `build`, before or after options
+        (["conf/eval/niah.yaml", "--out", "D", "frames=[32,64]", "--checkpoint", "C",
+          "dropout=true"], "conf/eval/niah.yaml", ["frames=[32,64]", "dropout=true",
+                                                   "checkpoint=C"]),
+        (["--out", "D", "frames=[32]", "depths=[0.5]"], None, ["frames=[32]", "depths=[0.5]"]),
+        # --set is kept as an alias
+        (["frames=[32]", "--out", "D", "--set", "device=cpu"], None, ["frames=[32]",
+                                                                       "device=cpu"]),
+        (["conf/eval/niah.yaml", "--out", "D"], "conf/eval/niah.yaml", []),
+    ],
+)  # fmt: skip
+def test_eval_niah_takes_overrides_as_the_other_commands(argv, config, overrides):
+    from longvid.cli import build_parser
+    from longvid.training.niah.cli import overrides_of
+
+    args = build_parser("eval").parse_args(["eval", "niah", *argv])
+    assert args.out == "D"
+    assert overrides_of(args) == (config, overrides)
+
+
+def test_eval_niah_override_errors_name_the_key(tmp_path, capsys):
+    code = main(["eval", "niah", "conf/eval/niah.yaml", "--out", str(tmp_path), "frames=[0]"])
+    assert code != 0
+    assert "frames" in capsys.readouterr().err

@@ -108,8 +108,8 @@ def test_trained_model_finds_the_needle_at_every_depth(task, tmp_path, make_tiny
         code = main([
             "eval", "niah", "conf/eval/niah.yaml", "--out", str(tmp_path / "after"),
             "--checkpoint", str(tmp_path / "trained"), "--haystack", str(task / "hay.mp4"),
-            "--needles", str(task / "needles.json"), "--set", "frames=[32,64]",
-            "--set", "depths=[0.0,0.25,0.5,0.75,1.0]", "--set", "device=cpu",
+            "--needles", str(task / "needles.json"), "frames=[32,64]",
+            "depths=[0.0,0.25,0.5,0.75,1.0]", "--set", "device=cpu",  # --set: the old alias
         ])  # fmt: skip
     finally:
         torch.set_num_threads(threads)
@@ -165,7 +165,19 @@ def test_needle_file_errors(tmp_path):
         load_needles(bad)
     multi = [{"question": "Q?", "answer": "B", "images": ["a.png", "a.png"]}]
     bad.write_text(json.dumps(multi))
-    assert len(load_needles(bad)[0].images) == 2
+    assert len(load_needles(bad)[0].images) == 2 and load_needles(bad)[0].hops == ()
+    multi[0]["hops"] = [{"question": "First?", "answer": "A"}]  # one hop for two images
+    bad.write_text(json.dumps(multi))
+    with pytest.raises(FormatError, match="one {question, answer} per image"):
+        load_needles(bad)
+    multi[0]["hops"] = [{"question": "First?", "answer": "A"}, {"question": "Then?"}]
+    bad.write_text(json.dumps(multi))
+    with pytest.raises(FormatError, match="hop 2 needs a non-empty 'question' and 'answer'"):
+        load_needles(bad)
+    multi[0]["hops"][1]["answer"] = "D"
+    bad.write_text(json.dumps(multi))
+    assert [(h.question, h.answer) for h in load_needles(bad)[0].hops] == [
+        ("First?", "A"), ("Then?", "D")]  # fmt: skip
 
 
 def test_svg_figure_without_matplotlib(tmp_path):
@@ -178,10 +190,19 @@ def test_svg_figure_without_matplotlib(tmp_path):
         assert text.count("<rect") == 4 and "0.50" in text
 
 
-def test_multi_hop_needles_run_through_the_harness(task, tmp_path, make_tiny_model):
+def test_multi_hop_needles_are_scored_per_hop(task, tmp_path, make_tiny_model):
+    """Every hop's question is scored on the same haystack as the final one. Hop 1 asks the
+    final question with the final answer, so its scores equal the final ones; hop 2 asks it
+    with each of the four letters as the answer over four needles, so exactly one of them (the
+    model's most likely letter) is right by option likelihood."""
     model = make_tiny_model(*NEEDLE_MODEL, seed=1)
     model.save_pretrained(tmp_path / "m")
-    multi = [{"id": "two", "images": ["red.png", "blue.png"], "question": QUESTION, "answer": "C"}]
+    multi = [
+        {"id": f"two-{x}", "images": ["red.png", "blue.png"], "question": QUESTION,
+         "answer": "C", "hops": [{"question": QUESTION, "answer": "C"},
+                                 {"question": QUESTION, "answer": x}]}
+        for x in "ABCD"
+    ]  # fmt: skip
     (task / "multi.json").write_text(json.dumps(multi))
     cfg = NiahConfig(
         checkpoint=str(tmp_path / "m"), haystack=str(task / "hay.mp4"),
@@ -189,7 +210,27 @@ def test_multi_hop_needles_run_through_the_harness(task, tmp_path, make_tiny_mod
         dropout=True,
     )  # fmt: skip
     results = run_niah(cfg, tmp_path / "out")
-    (row,) = results["needles"]
-    assert (row["needle"], row["hops"], row["frames"], row["depth"]) == ("two", 2, 32, 0.5)
-    assert row["predicted"] in "ABCD" and isinstance(row["exact"], bool)
-    assert results["cells"][0]["probes"] == 1
+    rows = results["needles"]
+    assert [r["needle"] for r in rows] == ["two-A", "two-B", "two-C", "two-D"]
+    (predicted,) = {r["predicted"] for r in rows}  # the same haystack and question each time
+    assert predicted in "ABCD"
+    for r in rows:
+        assert (r["hops"], r["frames"], r["depth"]) == (2, 32, 0.5)
+        first, second = r["hop_scores"]
+        assert (first["hop"], second["hop"]) == (1, 2)
+        assert (first["exact"], first["option"], first["predicted"]) == (
+            r["exact"], r["option"], r["predicted"])  # fmt: skip
+        assert second["predicted"] == predicted
+        assert second["option"] == (second["answer"] == predicted)
+        assert r["all_hops_option"] == (r["option"] and second["option"])
+        assert r["all_hops_exact"] == (r["exact"] and first["exact"] and second["exact"])
+    assert sum(r["hop_scores"][1]["option"] for r in rows) == 1
+    by_hop = results["summary"]["by_hop"]
+    assert set(by_hop) == {"1", "2", "final", "all"}
+    assert by_hop["2"]["option"] == 0.25 and by_hop["1"] == by_hop["final"]
+    assert by_hop["all"]["option"] == sum(r["all_hops_option"] for r in rows) / 4
+    (cell,) = results["cells"]
+    assert cell["probes"] == 4 and cell["questions"] == 12  # 4 needles x (2 hops + final)
+    assert cell["all_hops_option"] == by_hop["all"]["option"]
+    page = (tmp_path / "out" / "niah.html").read_text()
+    assert "accuracy per hop" in page and "all hops correct, teacher-forced" in page

@@ -1,9 +1,13 @@
 """``longvid eval niah [CONFIG] --out DIR [--checkpoint D] [--haystack V] [--needles J]
-[key=value ...]``."""
+[key=value ...]``: dotted overrides are positional, as for ``longvid train`` and ``build``
+(``--set key=value`` is kept as an alias)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from longvid.training.cli import _MixedArgsParser
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -11,6 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval", help="long-context evaluations of a model (niah)", description="Evaluations."
     )
     sub = p.add_subparsers(dest="evaluation", metavar="EVALUATION", required=True)
+    sub._parser_class = _MixedArgsParser  # overrides before, between or after the options
     n = sub.add_parser(
         "niah",
         help="needle in a haystack: frames x depths grid",
@@ -23,10 +28,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     n.add_argument("--haystack", default=None, help="haystack video file")
     n.add_argument("--needles", default=None, help="needle JSON file")
     n.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="key=value",
-        help="config override, e.g. --set 'frames=[32,64]' (repeatable)",
+        "overrides", nargs="*", metavar="key=value",
+        help="dotted config overrides (YAML values), e.g. 'frames=[32,64]' dropout=true",
+    )  # fmt: skip
+    n.add_argument(
+        "--set", dest="set_overrides", action="append", default=[], metavar="key=value",
+        help="the same as a positional key=value (kept for older command lines)",
     )  # fmt: skip
     n.set_defaults(func=run)
+
+
+def overrides_of(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """(config path, overrides): a first positional ``key=value`` that is not a file is an
+    override (``longvid eval niah --out D frames=[32]``, no config)."""
+    config, overrides = args.config, [*args.overrides, *args.set_overrides]
+    if config is not None and "=" in config and not Path(config).exists():
+        overrides.insert(0, config)
+        config = None
+    for key in ("checkpoint", "haystack", "needles"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    return config, overrides
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,12 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from longvid.training.niah.config import NiahConfig
     from longvid.training.niah.run import run_niah
 
-    overrides = list(args.overrides)
-    for key in ("checkpoint", "haystack", "needles"):
-        value = getattr(args, key)
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    cfg = load_config(args.config, NiahConfig, overrides)
+    config, overrides = overrides_of(args)
+    cfg = load_config(config, NiahConfig, overrides)
     results = run_niah(cfg, args.out)
     s = results["summary"]
     print(f"{s['probes']} probes: exact {s['exact']:.3f}, option {s['option']:.3f}")

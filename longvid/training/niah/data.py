@@ -19,14 +19,24 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class HopQuestion:
+    """A question about one hop's image, with its options, and its answer (an option letter)."""
+
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
 class Needle:
-    """One question: ``images`` (one per hop; single-hop has one), the question text with its
-    options, and the answer (an option letter)."""
+    """One needle: ``images`` (one per hop; single-hop has one), the final question text with
+    its options and its answer (an option letter), and for multi-hop optionally one question
+    per hop (``hops``, in image order), each scored on the same haystack."""
 
     name: str
     images: tuple[Path, ...]
     question: str
     answer: str
+    hops: tuple[HopQuestion, ...] = ()
 
 
 def load_needles(path: str | Path, limit: int | None = None) -> list[Needle]:
@@ -53,13 +63,34 @@ def load_needles(path: str | Path, limit: int | None = None) -> list[Needle]:
         for key in ("question", "answer"):
             if not isinstance(item.get(key), str) or not item[key].strip():
                 raise FormatError(f"{where}: '{key}' missing or empty")
+        hops = _hop_questions(item.get("hops"), len(images), where)
         paths = tuple((p.parent / x).resolve() for x in images)
         for img in paths:
             if not img.is_file():
                 raise NotFoundError(f"{where}: image {img} not found")
         name = str(item.get("id", Path(images[0]).stem if len(images) == 1 else f"needle{i}"))
-        out.append(Needle(name, paths, item["question"].strip(), item["answer"].strip()))
+        out.append(Needle(name, paths, item["question"].strip(), item["answer"].strip(), hops))
     return out
+
+
+def _hop_questions(raw: Any, n_images: int, where: str) -> tuple[HopQuestion, ...]:
+    """``hops``: absent, or one ``{question, answer}`` per image of a multi-hop needle."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) != n_images or n_images < 2:
+        raise FormatError(
+            f"{where}: 'hops' must list one {{question, answer}} per image of a multi-hop "
+            f"needle ({n_images} image(s))"
+        )
+    out = []
+    for k, hop in enumerate(raw, 1):
+        ok = isinstance(hop, dict) and all(
+            isinstance(hop.get(key), str) and hop[key].strip() for key in ("question", "answer")
+        )
+        if not ok:
+            raise FormatError(f"{where}: hop {k} needs a non-empty 'question' and 'answer'")
+        out.append(HopQuestion(hop["question"].strip(), hop["answer"].strip()))
+    return tuple(out)
 
 
 def read_image(path: Path, size: int) -> np.ndarray:

@@ -25,7 +25,9 @@ def _colour(v: float) -> str:
 
 
 def write_html(results: dict[str, Any], out: Path) -> Path:
-    """Heatmaps of both scores (rows: depth, columns: haystack frames) and the cell table."""
+    """Heatmaps of both scores (rows: depth, columns: haystack frames), with multi-hop needles
+    per-hop accuracy and all-hops heatmaps, and the cell table."""
+    by_hop = results["summary"].get("by_hop") or {}
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>NIAH</title><style>",
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}",
@@ -35,7 +37,25 @@ def write_html(results: dict[str, Any], out: Path) -> Path:
         f"{results['summary']['exact']:.3f}, option {results['summary']['option']:.3f}; "
         f"chance {results['summary']['chance']:.2f}</p>",
     ]
-    for metric, title in (("exact", "teacher-forced answer"), ("option", "option likelihood")):
+    maps = [("exact", "teacher-forced answer"), ("option", "option likelihood")]
+    if by_hop:
+        parts.append("<h2>Multi-hop: accuracy per hop</h2><table><tr><th>question</th>")
+        parts.append("<th>exact</th><th>option</th></tr>")
+        for hop, acc in by_hop.items():
+            label = f"hop {hop}" if hop.isdigit() else {"final": "final question"}.get(
+                hop, "all hops correct"
+            )
+            parts.append(
+                f"<tr><th>{label}</th><td style='background:{_colour(acc['exact'])}'>"
+                f"{acc['exact']:.3f}</td><td style='background:{_colour(acc['option'])}'>"
+                f"{acc['option']:.3f}</td></tr>"
+            )
+        parts.append("</table>")
+        maps += [
+            ("all_hops_exact", "all hops correct, teacher-forced"),
+            ("all_hops_option", "all hops correct, option likelihood"),
+        ]
+    for metric, title in maps:
         frames, depths, value = _grid(results, metric)
         parts.append(f"<h2>Accuracy: {title}</h2><table><tr><th>depth \\ frames</th>")
         parts += [f"<th>{f}</th>" for f in frames] + ["</tr>"]

@@ -1,6 +1,12 @@
 """The NIAH grid: for every (frames, depth) cell, every needle is probed; a progress line with
 accuracy, time per probe and peak memory per cell; ``results.json`` + the HTML heatmap + a
-figure in the output folder."""
+figure in the output folder.
+
+A multi-hop needle with per-hop questions is scored on every hop's question and on its final
+question, each with both scores, on the same haystack (one prefill per question); a probe is
+*all hops* correct when every one of them is. A needle without hop questions is all-hops
+correct when its final question is.
+"""
 
 from __future__ import annotations
 
@@ -44,37 +50,45 @@ def evaluate(model, cfg: NiahConfig, haystack: torch.Tensor, needles) -> dict[st
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
-        exact = option = 0
+        rows = []
         for needle in needles:
             visual = insert_needles(
                 haystack, clips, tpc, [needle_emb[p] for p in needle.images], depth
             )
             r = score_probe(model, visual, needle.question, needle.answer, cfg.letters, cfg.dropout)
-            exact += r.exact
-            option += r.option
-            per_needle.append(
-                {
-                    "needle": needle.name,
-                    "hops": len(needle.images),
-                    "frames": frames,
-                    "depth": depth,
-                    "answer": needle.answer,
-                    "predicted": r.predicted,
-                    "exact": r.exact,
-                    "option": r.option,
-                }
-            )
+            hops = []
+            for k, hop in enumerate(needle.hops, 1):
+                h = score_probe(model, visual, hop.question, hop.answer, cfg.letters, cfg.dropout)
+                hops.append({"hop": k, "answer": hop.answer, "predicted": h.predicted,
+                             "exact": h.exact, "option": h.option})  # fmt: skip
+            row = {
+                "needle": needle.name,
+                "hops": len(needle.images),
+                "frames": frames,
+                "depth": depth,
+                "answer": needle.answer,
+                "predicted": r.predicted,
+                "exact": r.exact,
+                "option": r.option,
+                "hop_scores": hops,
+                "all_hops_exact": r.exact and all(h["exact"] for h in hops),
+                "all_hops_option": r.option and all(h["option"] for h in hops),
+            }
+            rows.append(row)
+        per_needle += rows
         seconds = time.perf_counter() - start
         n = len(needles)
+        questions = n + sum(len(x["hop_scores"]) for x in rows)
         cell = {
             "frames": frames,
             "depth": depth,
             "probes": n,
-            "exact": exact / n,
-            "option": option / n,
+            "questions": questions,
+            **_accuracy(rows),
             "visual_tokens": clips * tpc,
             "seconds": seconds,
             "seconds_per_probe": seconds / n,
+            "seconds_per_question": seconds / questions,
             "peak_memory_mb": _peak_mb(device),
         }
         cells.append(cell)
@@ -97,8 +111,7 @@ def evaluate(model, cfg: NiahConfig, haystack: torch.Tensor, needles) -> dict[st
     def accuracy_by(key: str) -> dict[str, dict[str, float]]:
         out: dict[str, dict[str, float]] = {}
         for value in sorted({x[key] for x in per_needle}):
-            rows = [x for x in per_needle if x[key] == value]
-            out[str(value)] = {m: sum(x[m] for x in rows) / len(rows) for m in ("exact", "option")}
+            out[str(value)] = _accuracy([x for x in per_needle if x[key] == value])
         return out
 
     return {
@@ -106,13 +119,37 @@ def evaluate(model, cfg: NiahConfig, haystack: torch.Tensor, needles) -> dict[st
         "needles": per_needle,
         "summary": {
             "probes": probes,
-            "exact": sum(x["exact"] for x in per_needle) / probes,
-            "option": sum(x["option"] for x in per_needle) / probes,
+            **_accuracy(per_needle),
             "chance": 1.0 / len(cfg.letters),
             "by_depth": accuracy_by("depth"),
             "by_frames": accuracy_by("frames"),
+            "by_hop": _by_hop(per_needle),
         },
     }
+
+
+def _accuracy(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Final-question accuracy (exact, option) and all-hops accuracy of probe rows."""
+    n = max(len(rows), 1)
+    keys = ("exact", "option", "all_hops_exact", "all_hops_option")
+    return {k: sum(bool(x[k]) for x in rows) / n for k in keys}
+
+
+def _by_hop(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Accuracy of each hop's question over the probes that have one ("1", "2", ...), the final
+    question of those probes ("final") and all of them together ("all"); {} without any."""
+    multi = [x for x in rows if x["hop_scores"]]
+    if not multi:
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for k in range(1, max(len(x["hop_scores"]) for x in multi) + 1):
+        scored = [x["hop_scores"][k - 1] for x in multi if len(x["hop_scores"]) >= k]
+        out[str(k)] = {m: sum(h[m] for h in scored) / len(scored) for m in ("exact", "option")}
+    out["final"] = {m: sum(x[m] for x in multi) / len(multi) for m in ("exact", "option")}
+    out["all"] = {
+        m: sum(x[f"all_hops_{m}"] for x in multi) / len(multi) for m in ("exact", "option")
+    }
+    return out
 
 
 def run_niah(cfg: NiahConfig, out: str | Path) -> dict[str, Any]:
