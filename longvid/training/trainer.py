@@ -306,7 +306,7 @@ class Trainer:
             # deterministic input: captions in catalog (key) order, then the stage questions
             texts = [c or "" for c in self.catalog.table.column("caption").to_pylist()]
             for folder in self.images.values():  # image captions, in folder and line order
-                texts += [c for c in folder.captions if isinstance(c, str)]
+                texts += [c for c in folder.captions.to_pylist() if c is not None]
             texts += [s.data.question for s in self.cfg.stages]
             build_tokenizer(texts, tok_dir, vocab_size=self.cfg.data.tokenizer_vocab)
         self.env.barrier()

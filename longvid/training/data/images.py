@@ -5,8 +5,9 @@ Layout of an image folder (local dir or ``s3://bucket/prefix``)::
     captions.jsonl      one {"image": "rel/path.jpg", "caption": "..."} per line
     rel/path.jpg ...    JPEG, PNG or WebP files, paths relative to the folder
 
-Rows are read with pyarrow into columns (no Python object per line beyond the path and caption
-strings); the folder's fingerprint is the sha256 of ``captions.jsonl`` (it names every image and
+Lines are read with pyarrow into two string columns kept as Arrow arrays (no Python object per
+line; forked workers share their pages), a string is made only for the sample being loaded.
+The folder's fingerprint is the sha256 of ``captions.jsonl`` (it names every image and
 caption; the image bytes are not hashed, so replace a picture under a new name or edit the
 line to make a resume notice it).
 
@@ -48,27 +49,37 @@ class ImageFolder:
     """One image folder's lines as aligned columns: line ``i`` is image ``i``."""
 
     root: str
-    paths: np.ndarray  # object [M]: image path relative to root (None when the line has none)
-    captions: np.ndarray  # object [M]: caption (None when the line has none)
+    paths: pa.StringArray  # [M]: image path relative to root (null when the line has none)
+    captions: pa.StringArray  # [M]: caption (null when the line has none)
     fingerprint: str
 
     def __len__(self) -> int:
         return len(self.paths)
 
+    def path(self, i: int) -> str | None:
+        return self.paths[i].as_py()
+
+    def caption(self, i: int) -> str | None:
+        return self.captions[i].as_py()
+
     def where(self, i: int) -> str:
         """How errors name line ``i``: ``<root>/captions.jsonl line N (<image uri>)``."""
-        path = self.paths[i]
+        path = self.path(i)
         image = storage.join(self.root, path) if path else "no image path"
         return f"{storage.join(self.root, CAPTIONS_NAME)} line {i + 1} ({image})"
 
 
-def _column(table: pa.Table, name: str) -> np.ndarray:
+def _column(table: pa.Table, name: str, uri: str) -> pa.StringArray:
+    """One field as a string array (null where a line lacks it; numbers become text)."""
     if name not in table.column_names:
-        return np.full(table.num_rows, None, dtype=object)
-    col = table.column(name)
-    if not pa.types.is_string(col.type) and not pa.types.is_null(col.type):
-        col = col.cast(pa.string())  # numbers etc.: kept as text, empty checks happen per sample
-    return np.array(col.to_pylist(), dtype=object)
+        return pa.nulls(table.num_rows, pa.string())
+    col = table.column(name).combine_chunks()
+    if not pa.types.is_string(col.type):
+        try:
+            col = col.cast(pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise FormatError(f"{uri}: '{name}' holds {col.type} values, not text") from None
+    return col
 
 
 def load_image_folder(root: str) -> ImageFolder:
@@ -93,8 +104,8 @@ def load_image_folder(root: str) -> ImageFolder:
         raise FormatError(f"{uri}: no line has an 'image' field")
     return ImageFolder(
         root=root,
-        paths=_column(table, "image"),
-        captions=_column(table, "caption"),
+        paths=_column(table, "image", uri),
+        captions=_column(table, "caption", uri),
         fingerprint=hashlib.sha256(data).hexdigest(),
     )
 
@@ -122,8 +133,9 @@ def decode_image(data: bytes, size: int, uri: str) -> torch.Tensor:
         raise SampleError(uri, "bad_image", "not a picture PIL can identify") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:  # truncated, too large
         raise SampleError(uri, "bad_image", f"{type(exc).__name__}: {exc}") from None
-    arr = np.asarray(rgb, dtype=np.uint8)  # [S, S, 3]
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0).contiguous()
+    # [S, S, 3] -> [1, 3, S, S]; the channel move in numpy (torch's uint8 permute-copy is slow)
+    chw = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1)[None])
+    return torch.from_numpy(chw)
 
 
 class StageImages:
@@ -166,12 +178,12 @@ class StageImages:
     def key(self, row: int) -> str:
         """The sample key of an image row: its path relative to the folder."""
         _, folder, i = self.locate(row)
-        return str(folder.paths[i] or f"{CAPTIONS_NAME}:{i + 1}")
+        return folder.path(i) or f"{CAPTIONS_NAME}:{i + 1}"
 
     def load(self, row: int, size: int) -> tuple[LoadedSample, dict, str]:
         """(sample without tokens, catalog-like row for the text, question) of an image row."""
         comp, folder, i = self.locate(row)
-        path, caption = folder.paths[i], folder.captions[i]
+        path, caption = folder.path(i), folder.caption(i)
         where = folder.where(i)
         if not isinstance(path, str) or not path.strip():
             raise SampleError(where, "bad_caption_line", "the line has no 'image' path")
