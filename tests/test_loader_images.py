@@ -197,22 +197,25 @@ def test_bad_images_are_substituted_naming_the_file(loader_corpus, tmp_path, tok
         {"image": "broken.jpg", "caption": "never seen"},
         {"image": "gone.png", "caption": "never seen"},
         {"image": "red2.png"},  # no caption
+        {"image": "../pics/red.png", "caption": "outside"},  # leaves the folder
     ])  # fmt: skip
     (root / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     Image.new("RGB", (8, 8), (200, 30, 30)).save(root / "red2.png")
-    cfg = mixed_stage(loader_corpus.root, str(root), num_samples=10, batch_size=5,
+    cfg = mixed_stage(loader_corpus.root, str(root), num_samples=12, batch_size=6,
                       mixture=[ImageComponent(name="pics", weight=1, images=str(root))])  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="longvid.training.data.loader"):
         batches = list(make_loader(cfg, 0, 1, tokenizer))
     keys = [k for b in batches for k in b["keys"]]
     planned = [k for b in batches for k in b["planned_keys"]]
     assert set(keys) <= {"pics/red.png", "pics/green.jpg"}
-    assert set(planned) == {"pics/red.png", "pics/green.jpg", "broken.jpg", "gone.png", "red2.png"}
-    assert sum(b["substituted"] for b in batches) == 6  # every draw of a bad line (2 each)
+    assert set(planned) == {"pics/red.png", "pics/green.jpg", "broken.jpg", "gone.png", "red2.png",
+                            "../pics/red.png"}  # fmt: skip
+    assert sum(b["substituted"] for b in batches) == 8  # every draw of a bad line (2 each)
     log = caplog.text
     assert f"{root}/broken.jpg: bad_image" in log
     assert f"{root}/gone.png: missing_image" in log and "captions.jsonl line 4" in log
     assert "captions.jsonl line 5" in log and "no_caption" in log
+    assert "captions.jsonl line 6" in log and "the image path leaves the folder" in log
 
     # nothing loads: a LoaderError naming the files
     only_bad = write_folder(tmp_path / "bad", names=(), extra_lines=[

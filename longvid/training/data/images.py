@@ -36,7 +36,7 @@ import pyarrow.json as pa_json
 import torch
 
 from longvid import storage
-from longvid.errors import FormatError, NotFoundError
+from longvid.errors import FormatError, NotFoundError, StorageError
 from longvid.training.data.config import ImageComponent, StageData
 from longvid.training.data.sample import LoadedSample, SampleError
 
@@ -65,7 +65,10 @@ class ImageFolder:
     def where(self, i: int) -> str:
         """How errors name line ``i``: ``<root>/captions.jsonl line N (<image uri>)``."""
         path = self.path(i)
-        image = storage.join(self.root, path) if path else "no image path"
+        try:
+            image = storage.join(self.root, path) if path else "no image path"
+        except StorageError:  # a path that leaves the folder: shown as written
+            image = repr(path)
         return f"{storage.join(self.root, CAPTIONS_NAME)} line {i + 1} ({image})"
 
 
@@ -187,6 +190,8 @@ class StageImages:
         where = folder.where(i)
         if not isinstance(path, str) or not path.strip():
             raise SampleError(where, "bad_caption_line", "the line has no 'image' path")
+        if path.startswith("/") or "://" in path or ".." in path.replace("\\", "/").split("/"):
+            raise SampleError(where, "bad_caption_line", "the image path leaves the folder")
         if not isinstance(caption, str) or not caption.strip():
             raise SampleError(where, "no_caption", "the line has no 'caption'")
         uri = storage.join(folder.root, path)
