@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 
-class _MixedArgsParser(argparse.ArgumentParser):
+class MixedArgsParser(argparse.ArgumentParser):
     """Lets ``key=value`` overrides stand before, between or after the options
     (``longvid train c.yaml --out D data.corpus=X --resume auto``)."""
 
@@ -28,7 +28,7 @@ class _MixedArgsParser(argparse.ArgumentParser):
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     default_class = subparsers._parser_class
-    subparsers._parser_class = _MixedArgsParser
+    subparsers._parser_class = MixedArgsParser
     try:
         p = _add_parser(subparsers)
     finally:

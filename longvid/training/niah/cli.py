@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from longvid.training.cli import _MixedArgsParser
+from longvid.training.cli import MixedArgsParser
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval", help="long-context evaluations of a model (niah)", description="Evaluations."
     )
     sub = p.add_subparsers(dest="evaluation", metavar="EVALUATION", required=True)
-    sub._parser_class = _MixedArgsParser  # overrides before, between or after the options
+    sub._parser_class = MixedArgsParser  # overrides before, between or after the options
     n = sub.add_parser(
         "niah",
         help="needle in a haystack: frames x depths grid",
