@@ -301,7 +301,7 @@ class Trainer:
         tok_dir = self.out / TOKENIZER_DIR
         if self.env.is_main and not (tok_dir / "tokenizer.json").exists():
             # deterministic input: captions in catalog (key) order, then the stage questions
-            texts = [c or "" for c in self.catalog.table.column("caption").to_pylist()]
+            texts = [c or "" for c in self.catalog.captions]
             texts += [s.data.question for s in self.cfg.stages]
             build_tokenizer(texts, tok_dir, vocab_size=self.cfg.data.tokenizer_vocab)
         self.env.barrier()
