@@ -208,7 +208,7 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         env.barrier()
         ref = self._find_checkpoint()
-        self.catalog = load_catalog(cfg.data.corpus)
+        self.catalog = load_catalog(cfg.data.corpus, cfg.data.catalog_cache)
 
         # model and tokenizer: identical on every rank (same seed; DDP also broadcasts rank 0's)
         torch.manual_seed(cfg.seed)
