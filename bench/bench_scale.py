@@ -9,12 +9,19 @@
    Peer: the per-unit GET of each marker that a resume used to do, on a 2k-unit slice.
 3. The end of a build (read the markers, sweep the files with one LIST per folder, finalize)
    over 1M sample rows in 1,000 per-unit parts: peak RSS and wall.
+4. The loader's catalog over metadata-only corpora of 1M–10M sample rows (``--sections catalog``):
+   compiling the memory-mapped cache (once per node), then two rank processes at once opening it,
+   planning an epoch and resolving their first batch: time to first batch and the resident bytes
+   each adds per sample (RSS, USS and PSS from ``/proc/self/smaps_rollup``). Peer, same run: the
+   in-memory catalog it replaced (object arrays + the table), up to ``--old-catalog-max`` rows.
 
     .venv/bin/python bench/bench_scale.py [--big 1000000] [--small 100000] [--units 100000]
         [--s3-units 20000] [--finalize-units 1000] [--rows-per-unit 1000]
+        [--sections plan,resume,finalize,catalog] [--catalog-rows 1000000,10000000]
 
 Goals (issue 12): 1M-row plan ≤ 1.5 GB and ≤ 1.3x the 100k RSS, in ≤ 60 s on 2 cores; HowTo100M
-100k ≤ 1.5 GB; resume ≤ 2 requests per 1,000 units and ≤ 30 s; finalize over 1M rows ≤ 1 GB.
+100k ≤ 1.5 GB; resume ≤ 2 requests per 1,000 units and ≤ 30 s; finalize over 1M rows ≤ 1 GB;
+the catalog ≤ 64 B per sample per process at 10M rows.
 """
 
 from __future__ import annotations
@@ -171,7 +178,8 @@ def child_catalog(root: str, cache: str) -> dict:
 
     t = time.perf_counter()
     cat = load_catalog([root], cache)
-    return {"samples": len(cat), "wall": time.perf_counter() - t, "peak_mb": _rss_mb()}
+    return {"samples": len(cat), "wall": time.perf_counter() - t, "peak_mb": _rss_mb(),
+            "load": os.getloadavg()[0]}
 
 
 def _old_load_catalog(root: str):
@@ -239,14 +247,17 @@ def child_catalog_rank(root: str, cache: str, rank: str, world: str) -> dict:
     cat = load_catalog([root], cache)
     t_open = time.perf_counter() - t
     pools = component_pools(cat, cfg)
+    t_pools = time.perf_counter() - t
     plan = plan_epoch(cat, cfg, 0, int(world), pools)
+    t_plan = time.perf_counter() - t
     rows = [cat.row(int(plan.rows[p])) for p in plan.positions(int(rank), 0)]
     t_first = time.perf_counter() - t
     gc.collect()
     opened = _smaps()
     print("ready", flush=True)
     sys.stdin.readline()  # every rank holds its catalog now
-    return {"samples": len(cat), "open_s": t_open, "first_batch_s": t_first,
+    return {"samples": len(cat), "open_s": t_open, "pools_s": t_pools - t_open,
+            "plan_s": t_plan - t_pools, "first_batch_s": t_first,
             "first_key": rows[0]["key"], **_delta(before, opened),
             **{f"{k}_shared": v for k, v in _delta(before, _smaps()).items()}}
 
@@ -538,13 +549,14 @@ def bench_catalog(args: argparse.Namespace, work: Path) -> None:
         c = run_child("catalog", str(root), str(cache))
         size = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file())
         print(f"| {rows:,} | compile the cache (once per node; peak RSS {c['peak_mb']:,.0f} MB, "
-              f"{size / rows:.0f} B/sample on disk) | {c['wall']:.1f} s | – | – | – | – | – |")
+              f"{size / rows:.0f} B/sample on disk; load avg {c['load']:.0f}) | {c['wall']:.1f} s | – | – | – | – | – |")
         ranks = run_ranks(root, cache, 2)
         assert ranks[0]["samples"] == rows
         for r in ranks[:1]:
             rss, uss, pss = (r[k] / rows for k in ("rss", "uss", "pss_shared"))
             print(f"| {rows:,} | open cache + plan epoch (3-component mixture) + first batch, "
-                  f"rank 0 of 2 (open {r['open_s']:.2f} s) | {r['first_batch_s']:.2f} s | "
+                  f"rank 0 of 2 (open {r['open_s']:.2f} s, pools {r['pools_s']:.2f} s, plan "
+                  f"{r['plan_s']:.2f} s) | {r['first_batch_s']:.2f} s | "
                   f"{rss:.0f} B | {uss:.0f} B | {pss:.0f} B | 64 B | {max(rss, uss) / 64:.2f} |")
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(cache, ignore_errors=True)
