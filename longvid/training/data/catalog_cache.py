@@ -12,12 +12,12 @@ rebuilt corpus gets a new cache):
   ``caption.off`` + ``caption.data`` + ``caption.valid``, ``members.off``;
 * per-member arrays: ``member.ext`` codes, ``member.offset``, ``member.size``.
 
-Compiling streams the samples tables batch by batch into unsorted spill files, sorts the keys
-(memory-mapped; one uint64 index per row in memory), and gathers every column into catalog order
-chunk by chunk. It writes into a temp folder renamed into place, so a cache is whole or absent.
+Compiling (:mod:`~longvid.training.data.catalog_compile`) streams the samples tables batch by
+batch into unsorted spill files, sorts the keys (memory-mapped; one uint64 index per row in
+memory), and gathers every column into catalog order chunk by chunk. It writes into a temp folder renamed into place, so a cache is whole or absent.
 One process compiles (it holds ``<key>.lock``, created exclusively and touched as it works);
-the others wait for the folder to appear, and take over when the lock's process dies or the
-lock goes stale. A cache that fails its checks on open is removed, logged and compiled again.
+the others wait for the folder to appear, and take over when the lock's process died (same
+host) or the lock went stale (another host sharing the folder). A cache that fails its checks on open is removed, logged and compiled again.
 """
 
 from __future__ import annotations
@@ -51,8 +51,6 @@ CACHE_ENV = "LONGVID_CACHE_DIR"  # overrides the default cache root (~/.cache/lo
 PARTS_NAME = "parts.json"
 STALE_LOCK_S = 300.0  # a lock not touched for this long is taken over
 WAIT_POLL_S = 0.2
-
-
 
 
 def default_cache_dir() -> Path:
@@ -205,6 +203,8 @@ def _take_lock(lock: Path) -> bool:
 
 
 def _lock_is_dead(lock: Path) -> bool:
+    """Whether the process holding ``lock`` is gone: on this host, its pid is checked; a lock
+    from another host (a shared cache folder) is dead when not touched for STALE_LOCK_S."""
     try:
         age = time.time() - lock.stat().st_mtime
         holder = json.loads(lock.read_text() or "{}")
@@ -212,13 +212,13 @@ def _lock_is_dead(lock: Path) -> bool:
         return False  # released meanwhile: the next loop opens the cache
     except (OSError, ValueError):
         holder = {}
-    if age > STALE_LOCK_S:
-        return True
     if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
         try:
             os.kill(holder["pid"], 0)
         except ProcessLookupError:
             return True
         except PermissionError:
+            pass
+        else:
             return False
-    return False
+    return age > STALE_LOCK_S
