@@ -9,12 +9,19 @@
    Peer: the per-unit GET of each marker that a resume used to do, on a 2k-unit slice.
 3. The end of a build (read the markers, sweep the files with one LIST per folder, finalize)
    over 1M sample rows in 1,000 per-unit parts: peak RSS and wall.
+4. The loader's catalog over metadata-only corpora of 1M–10M sample rows (``--sections catalog``):
+   compiling the memory-mapped cache (once per node), then two rank processes at once opening it,
+   planning an epoch and resolving their first batch: time to first batch and the resident bytes
+   each adds per sample (RSS, USS and PSS from ``/proc/self/smaps_rollup``). Peer, same run: the
+   in-memory catalog it replaced (object arrays + the table), up to ``--old-catalog-max`` rows.
 
     .venv/bin/python bench/bench_scale.py [--big 1000000] [--small 100000] [--units 100000]
         [--s3-units 20000] [--finalize-units 1000] [--rows-per-unit 1000]
+        [--sections plan,resume,finalize,catalog] [--catalog-rows 1000000,10000000]
 
 Goals (issue 12): 1M-row plan ≤ 1.5 GB and ≤ 1.3x the 100k RSS, in ≤ 60 s on 2 cores; HowTo100M
-100k ≤ 1.5 GB; resume ≤ 2 requests per 1,000 units and ≤ 30 s; finalize over 1M rows ≤ 1 GB.
+100k ≤ 1.5 GB; resume ≤ 2 requests per 1,000 units and ≤ 30 s; finalize over 1M rows ≤ 1 GB;
+the catalog ≤ 64 B per sample per process at 10M rows.
 """
 
 from __future__ import annotations
@@ -149,23 +156,114 @@ def _rss_now_mb() -> float:
     raise RuntimeError("no VmRSS in /proc/self/status")
 
 
-def child_catalog(root: str) -> dict:
-    """The loader's catalog of a built corpus: resident bytes it adds per sample."""
-    import gc
+def _smaps() -> dict:
+    """This process's Rss / Pss / USS (private clean + dirty) in bytes, from smaps_rollup."""
+    got = {}
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[2] == "kB":
+                got[parts[0].rstrip(":")] = int(parts[1]) * 1024
+    return {"rss": got["Rss"], "pss": got["Pss"],
+            "uss": got["Private_Clean"] + got["Private_Dirty"]}
 
+
+def _delta(before: dict, after: dict) -> dict:
+    return {k: after[k] - before[k] for k in before}
+
+
+def child_catalog(root: str, cache: str) -> dict:
+    """Compile the catalog cache of a corpus (cold): wall and peak RSS of the compiling process."""
     from longvid.training.data.catalog import load_catalog
 
-    gc.collect()
-    before = _rss_now_mb()
     t = time.perf_counter()
-    cat = load_catalog([root])
+    cat = load_catalog([root], cache)
+    return {"samples": len(cat), "wall": time.perf_counter() - t, "peak_mb": _rss_mb(),
+            "load": os.getloadavg()[0]}
+
+
+def _old_load_catalog(root: str):
+    """The in-memory catalog this cache replaced (object arrays + the selected table), kept
+    here as the peer."""
+    import hashlib
+
+    import pyarrow.compute as pc
+
+    from longvid.shards.index import read_index
+    from longvid.shards.manifest import SAMPLES_NAME, read_table
+
+    cols = ["key", "shard", "source", "bucket", "duration", "caption", "members"]
+    table = read_table(f"{root}/{SAMPLES_NAME}").select(cols)
+    sums = {s.url: s.sha256 for s in read_index(root).shards}
+    t = table.sort_by("key")
+    h = hashlib.sha256()
+    h.update("\n".join(t.column("key").to_pylist()).encode())
+    h.update("\n".join(f"{s}:{sums.get(s, '')}" for s in t.column("shard").to_pylist()).encode())
+    h.update(t.column("duration").to_numpy(zero_copy_only=False).astype("<f8").tobytes())
+    members = pc.list_flatten(t.column("members"))
+    h.update("\n".join(pc.struct_field(members, "ext").to_pylist()).encode())
+    for name in ("offset", "size"):
+        h.update(pc.struct_field(members, name).to_numpy(zero_copy_only=False).tobytes())
+    del t, members
+    table = table.append_column("corpus", pa.array(np.zeros(table.num_rows, np.int32)))
+    table = table.sort_by([("key", "ascending"), ("corpus", "ascending")]).combine_chunks()
+    return {"keys": np.array(table.column("key").to_pylist(), dtype=object),
+            "sources": np.array(table.column("source").to_pylist(), dtype=object),
+            "buckets": np.array(table.column("bucket").to_pylist(), dtype=object),
+            "durations": table.column("duration").to_numpy(zero_copy_only=False),
+            "table": table, "fingerprint": h.hexdigest()}
+
+
+def child_catalog_old(root: str) -> dict:
+    import gc
+
+    gc.collect()
+    before = _smaps()
+    t = time.perf_counter()
+    cat = _old_load_catalog(root)
     wall = time.perf_counter() - t
     gc.collect()
-    return {"samples": len(cat), "wall": wall, "added_mb": _rss_now_mb() - before,
+    return {"samples": len(cat["keys"]), "wall": wall, **_delta(before, _smaps()),
             "peak_mb": _rss_mb()}
 
 
-CHILDREN = {"catalog": child_catalog, "dry_run": child_dry_run, "old_plan": child_old_plan, "resume": child_resume,
+def child_catalog_rank(root: str, cache: str, rank: str, world: str) -> dict:
+    """One rank: open the (compiled) cache, plan the epoch with a 3-component mixture, resolve
+    its first batch's rows; then wait for the parent (so the other ranks hold their maps too)
+    and report its memory."""
+    import gc
+
+    from longvid.training.data.catalog import load_catalog
+    from longvid.training.data.config import StageData
+    from longvid.training.data.plan import component_pools, plan_epoch
+
+    cfg = StageData(corpora=[root], batch_size=8, mixture=[
+        {"name": "long", "weight": 1.0, "buckets": ["long"]},
+        {"name": "webvid", "weight": 2.0, "sources": ["webvid"], "max_duration": 25.0},
+        {"name": "rest", "weight": 1.0}])
+    gc.collect()
+    before = _smaps()
+    t = time.perf_counter()
+    cat = load_catalog([root], cache)
+    t_open = time.perf_counter() - t
+    pools = component_pools(cat, cfg)
+    t_pools = time.perf_counter() - t
+    plan = plan_epoch(cat, cfg, 0, int(world), pools)
+    t_plan = time.perf_counter() - t
+    rows = [cat.row(int(plan.rows[p])) for p in plan.positions(int(rank), 0)]
+    t_first = time.perf_counter() - t
+    gc.collect()
+    opened = _smaps()
+    print("ready", flush=True)
+    sys.stdin.readline()  # every rank holds its catalog now
+    return {"samples": len(cat), "open_s": t_open, "pools_s": t_pools - t_open,
+            "plan_s": t_plan - t_pools, "first_batch_s": t_first,
+            "first_key": rows[0]["key"], **_delta(before, opened),
+            **{f"{k}_shared": v for k, v in _delta(before, _smaps()).items()}}
+
+
+CHILDREN = {"catalog": child_catalog, "catalog_old": child_catalog_old,
+            "catalog_rank": child_catalog_rank, "dry_run": child_dry_run, "old_plan": child_old_plan, "resume": child_resume,
             "old_resume": child_old_resume, "finalize": child_finalize}
 
 
@@ -249,8 +347,12 @@ def main() -> None:
     ap.add_argument("--s3-units", type=int, default=20_000,
                     help="committed units to scan on the loopback S3 server (rclone's LIST of one "
                     "big folder slows down faster than linearly with its size)")
-    ap.add_argument("--sections", default="plan,resume,finalize",
+    ap.add_argument("--sections", default="plan,resume,finalize,catalog",
                     help="which parts to run (comma-separated)")
+    ap.add_argument("--catalog-rows", default="1000000,10000000",
+                    help="sample rows of the catalog corpora (comma-separated)")
+    ap.add_argument("--old-catalog-max", type=int, default=1_000_000,
+                    help="largest corpus the in-memory peer catalog is measured on")
     ap.add_argument("--finalize-units", type=int, default=1000)
     ap.add_argument("--rows-per-unit", type=int, default=1000)
     args = ap.parse_args()
@@ -273,6 +375,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
         bench_resume(args, work)
     if "finalize" in sections:
         bench_finalize(args, work)
+    if "catalog" in sections:
+        bench_catalog(args, work)
 
 
 def bench_plan(args: argparse.Namespace, work: Path) -> None:
@@ -353,12 +457,109 @@ def bench_finalize(args: argparse.Namespace, work: Path) -> None:
     print("| what | peak RSS | wall |\n|---|---|---|")
     print(f"| read markers + sweep + finalize | {r['rss_mb']:,.0f} MB | {r['wall']:.1f} s |")
     print(f"\n- RSS {r['rss_mb']:,.0f} MB vs goal 1,024 MB (ratio {r['rss_mb'] / 1024:.2f})")
-    c = run_child("catalog", str(froot))
-    per = c["added_mb"] * 2**20 / c["samples"]
-    print(f"\n### Loader catalog over the same corpus\n\n| samples | resident bytes added | per "
-          f"sample | load wall | goal per sample | ratio |\n|---|---|---|---|---|---|\n"
-          f"| {c['samples']:,} | {c['added_mb']:,.0f} MB | {per:.0f} B | {c['wall']:.1f} s | "
-          f"64 B | {per / 64:.1f} |")
+
+
+# --- the loader's catalog ---------------------------------------------------------------------
+
+
+def write_catalog_corpus(root: Path, rows: int, part_rows: int = 100_000,
+                         shard_rows: int = 1000) -> None:
+    """A metadata-only corpus of ``rows`` samples in ``SAMPLES_SCHEMA`` (parts of ``part_rows``,
+    written in chunks with pyarrow compute, no per-row Python objects) and its ``index.json``;
+    keys are written in a scrambled order so the catalog has to sort them."""
+    import pyarrow.compute as pc
+
+    from longvid.shards import SAMPLES_SCHEMA
+    from longvid.shards.index import write_index
+    from longvid.shards.tarwriter import ShardInfo
+
+    (root / "samples.parquet").mkdir(parents=True)
+    n_shards = -(-rows // shard_rows)
+    write_index(str(root), [ShardInfo(f"shards/{j:06d}.tar", shard_rows, 1 << 30, f"{j:064x}")
+                            for j in range(n_shards)], "bench")
+    member_type = SAMPLES_SCHEMA.field("members").type
+    sources = pa.array(["webvid", "howto100m", "ego4d"])
+    for p, a in enumerate(range(0, rows, part_rows)):
+        i = np.arange(a, min(a + part_rows, rows), dtype=np.int64)
+        n = len(i)
+        scrambled = (i * 2_654_435_761) % (1 << 40)  # distinct, out of order
+        ids = pc.cast(pa.array(scrambled), pa.string())
+        dur = 5.0 + (i % 113) * 0.5
+        flat = pa.StructArray.from_arrays(
+            [pa.array(np.tile(["mp4", "json"], n)),
+             pa.array(np.stack([512 + (i % shard_rows) * 4096, 3584 + (i % shard_rows) * 4096],
+                               1).ravel()),
+             pa.array(np.tile([3000, 300], n).astype(np.int64))], fields=list(member_type.value_type))
+        members = pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32)),
+                                           flat, type=member_type)
+        table = pa.table({
+            "key": pc.binary_join_element_wise("webvid-", ids, ""),
+            "shard": pc.binary_join_element_wise(
+                "shards/", pc.utf8_lpad(pc.cast(pa.array(i // shard_rows), pa.string()), 6, "0"),
+                ".tar", ""),
+            "source": sources.take(pa.array(i % 3)),
+            "video_id": ids, "record_id": pc.binary_join_element_wise("webvid:", ids, ""),
+            "bucket": pa.array(np.where(dur >= 60, "long", "short")),
+            "span_start": np.zeros(n), "span_end": dur, "duration": dur,
+            "fps": np.full(n, 25.0), "width": np.full(n, 640, np.int32),
+            "height": np.full(n, 360, np.int32), "num_frames": (dur * 25).astype(np.int64),
+            "caption": pc.binary_join_element_wise("A person walks a dog in the park, clip ", ids,
+                                                   ""),
+            "members": members, "extra": pa.nulls(n, pa.string()),
+            "embedding": pa.nulls(n, pa.list_(pa.float16())),
+        }).cast(SAMPLES_SCHEMA)
+        pq.write_table(table, root / "samples.parquet" / f"part-{p:05d}.parquet",
+                       compression="zstd")
+
+
+def run_ranks(root: Path, cache: Path, world: int) -> list[dict]:
+    """``world`` rank processes at once on the same cache; each reports once all are open."""
+    procs = [subprocess.Popen([sys.executable, str(HERE), "--child", "catalog_rank", str(root),
+                               str(cache), str(r), str(world)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for r in range(world)]
+    for p in procs:
+        line = p.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError(f"rank failed: {line}{p.stderr.read()[-3000:]}")
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate("go\n", timeout=600)
+        if p.returncode != 0:
+            raise RuntimeError(f"rank failed:\n{stderr[-3000:]}")
+        out.append(json.loads(stdout.strip().splitlines()[-1]))
+    return out
+
+
+def bench_catalog(args: argparse.Namespace, work: Path) -> None:
+    print("\n### Loader catalog: memory-mapped cache vs the in-memory catalog\n")
+    print("| samples | what | wall | RSS / sample | USS / sample | PSS / sample (2 ranks "
+          "holding it) | goal | ratio to goal |\n|---|---|---|---|---|---|---|---|")
+    for rows in [int(x) for x in args.catalog_rows.split(",")]:
+        root, cache = work / f"catalog-{rows}", work / f"catalog-cache-{rows}"
+        t = time.perf_counter()
+        write_catalog_corpus(root, rows)
+        print(f"| {rows:,} | (synthetic corpus written in {time.perf_counter() - t:.0f} s) "
+              "| | | | | | |")
+        if rows <= args.old_catalog_max:
+            o = run_child("catalog_old", str(root))
+            print(f"| {rows:,} | peer: in-memory catalog (object arrays + table) | "
+                  f"{o['wall']:.1f} s | {o['rss'] / rows:.0f} B | {o['uss'] / rows:.0f} B | "
+                  f"– | 64 B | {o['rss'] / rows / 64:.1f} |")
+        c = run_child("catalog", str(root), str(cache))
+        size = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file())
+        print(f"| {rows:,} | compile the cache (once per node; peak RSS {c['peak_mb']:,.0f} MB, "
+              f"{size / rows:.0f} B/sample on disk; load avg {c['load']:.0f}) | {c['wall']:.1f} s | – | – | – | – | – |")
+        ranks = run_ranks(root, cache, 2)
+        assert ranks[0]["samples"] == rows
+        for r in ranks[:1]:
+            rss, uss, pss = (r[k] / rows for k in ("rss", "uss", "pss_shared"))
+            print(f"| {rows:,} | open cache + plan epoch (3-component mixture) + first batch, "
+                  f"rank 0 of 2 (open {r['open_s']:.2f} s, pools {r['pools_s']:.2f} s, plan "
+                  f"{r['plan_s']:.2f} s) | {r['first_batch_s']:.2f} s | "
+                  f"{rss:.0f} B | {uss:.0f} B | {pss:.0f} B | 64 B | {max(rss, uss) / 64:.2f} |")
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -168,3 +168,65 @@ def test_planning_200k_rows_stays_under_the_rss_bound_and_starts_no_ray(tmp_path
     assert got["rss_mb"] < RSS_BOUND_MB, got
     assert "records 200000" in proc.stdout and "pending" in proc.stdout
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
+
+
+def test_generations_are_written_in_bounded_parts_and_an_append_still_works(tmp_path):
+    root = str(tmp_path / "out")
+    base = write_synthetic_manifest(tmp_path / "m.parquet", 2000)
+    first = make_plan(root, scan_manifest(str(base)), UNITS)
+    write_new_generation(root, first, part_rows=300)
+    gen0 = tmp_path / "out" / "plan" / "gen-00000"
+    parts = sorted(p.name for p in gen0.glob("part-*.parquet"))
+    assert parts == [f"part-{i:05d}.parquet" for i in range(7)]  # 6 x 300 + 200
+    sizes = [pq.read_metadata(gen0 / p).num_rows for p in parts]
+    assert sizes == [300] * 6 + [200]
+    assert json.loads((gen0 / "done.json").read_text()) == {"parts": 7, "rows": 2000}
+    # the parts hold the records in packing order, ids included
+    ids = pa.concat_tables([pq.read_table(gen0 / p) for p in parts]).column("record_id")
+    assert ids.to_pylist() == pq.read_table(base, columns=["record_id"]).column(0).to_pylist()
+    # an append build: the old units are kept, the new records make generation 1, in parts too
+    big = grown(tmp_path, base, 700)
+    second = make_plan(root, scan_manifest(str(big)), UNITS)
+    assert [u.unit_id for u in second.units[: len(first.units)]] == [u.unit_id for u in
+                                                                      first.units]
+    assert second.generations == 2 and second.new_records == 700
+    write_new_generation(root, second, part_rows=300)
+    gen1 = tmp_path / "out" / "plan" / "gen-00001"
+    assert [pq.read_metadata(p).num_rows for p in sorted(gen1.glob("part-*"))] == [300, 300, 100]
+    third = make_plan(root, scan_manifest(str(big)), UNITS)
+    assert third.new_records == 0
+    assert [u.unit_id for u in third.units] == [u.unit_id for u in second.units]
+    # a removed record of a later part is still named
+    rows = pq.read_table(big).to_pylist()
+    gone = rows.pop(1650)["record_id"]
+    removed = tmp_path / "removed.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(big)), removed)
+    with pytest.raises(ConfigError, match=f"record '{gone}'.*no longer in the manifest"):
+        make_plan(root, scan_manifest(str(removed)), UNITS)
+
+
+def test_a_generation_cut_short_is_planned_again_and_old_single_files_still_read(tmp_path):
+    root = tmp_path / "out"
+    base = write_synthetic_manifest(tmp_path / "m.parquet", 900)
+    first = make_plan(str(root), scan_manifest(str(base)), UNITS)
+    write_new_generation(str(root), first, part_rows=400)
+    # as a build before generation parts wrote it: one file plan/gen-00000.parquet
+    gen0 = root / "plan" / "gen-00000"
+    single = pa.concat_tables([pq.read_table(p) for p in sorted(gen0.glob("part-*"))])
+    pq.write_table(single, root / "plan" / "gen-00000.parquet")
+    for p in gen0.iterdir():
+        p.unlink()
+    gen0.rmdir()
+    big = grown(tmp_path, base, 500)
+    second = make_plan(str(root), scan_manifest(str(big)), UNITS)
+    assert [u.unit_id for u in second.units[: len(first.units)]] == [u.unit_id for u in
+                                                                      first.units]
+    assert second.new_records == 500
+    write_new_generation(str(root), second, part_rows=400)
+    # a crash before done.json: that generation does not count, the next plan makes it again
+    (root / "plan" / "gen-00001" / "done.json").unlink()
+    again = make_plan(str(root), scan_manifest(str(big)), UNITS)
+    assert again.generations == 2 and again.new_records == 500
+    assert [u.unit_id for u in again.units] == [u.unit_id for u in second.units]
+    write_new_generation(str(root), again, part_rows=400)
+    assert make_plan(str(root), scan_manifest(str(big)), UNITS).new_records == 0

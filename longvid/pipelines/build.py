@@ -346,7 +346,7 @@ def run_build(cfg: BuildConfig, *, restart: bool = False) -> BuildResult:
     started = time.monotonic()
     prep = prepare(cfg, restart)
     cfg, root, plan, timings = prep.cfg, prep.root, prep.plan, prep.timings
-    write_new_generation(root, plan)
+    write_new_generation(root, plan, cfg.units.plan_part_rows)
 
     t = time.monotonic()
     committed, pending = resume(prep)

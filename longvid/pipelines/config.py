@@ -79,6 +79,12 @@ class UnitsConfig(Section):
     unknown_seconds: float = Field(
         300.0, ge=0, description="a record without a declared duration counts as this long"
     )
+    plan_part_rows: int = Field(
+        1_000_000,
+        ge=1,
+        description="records per part file of a plan generation (plan/gen-N/part-M.parquet), "
+        "so no plan file grows with the corpus",
+    )
 
 
 class ProbeConfig(Section):

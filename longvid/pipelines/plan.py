@@ -7,10 +7,14 @@ declared video, that travel to workers as ``(unit id, manifest URI, row ranges)`
 its own rows.
 
 Units stay the same when the manifest grows. Every build that meets records no earlier build
-planned writes a *generation* file, ``plan/gen-NNNNN.parquet``: those records' id digests, row
-digests, declared seconds and ids, in the order they were packed. A generation's units are a pure
-function of its file, so a later build re-derives the committed units exactly and packs only the
-new records into new units (a new generation). A record that an earlier generation holds but
+planned writes a *generation*, ``plan/gen-NNNNN/part-MMMMM.parquet`` (parts of at most
+``units.plan_part_rows`` rows, then ``plan/gen-NNNNN/done.json`` listing them, written last):
+those records' id digests, row digests, declared seconds and ids, in the order they were packed.
+So no plan file grows with the corpus; a generation without ``done.json`` was cut short before
+any of its units ran and is planned again. Builds before parts wrote one file,
+``plan/gen-NNNNN.parquet``, still read. A generation's units are a pure function of its records,
+so a later build re-derives the committed units exactly and packs only the new records into new
+units (a new generation). A record that an earlier generation holds but
 whose row changed, or that left the manifest, is refused by name: its units were built from it.
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 import tempfile
@@ -42,7 +47,9 @@ GEN_SCHEMA = pa.schema(
         ("record_id", pa.string()),  # for error messages only
     ]
 )
-_GEN_NAME = re.compile(r"gen-(\d{5})\.parquet$")
+_GEN_FILE = re.compile(r"/gen-(\d{5})\.parquet$")  # one file per generation (older builds)
+_GEN_DONE = re.compile(r"/gen-(\d{5})/done\.json$")  # a generation written in parts
+GEN_PART_ROWS = 1_000_000  # default of units.plan_part_rows: rows per generation part file
 SCAN_BATCH_ROWS = 4096  # manifest rows per batch (HowTo100M rows hold ~80 texts each)
 # A worker reads whole row groups: a manifest with bigger ones is copied in groups of this size
 READ_GROUP_ROWS = 2048
@@ -170,28 +177,67 @@ def _ids_of_rows(uri: str, rows: np.ndarray) -> list[str]:
 
 
 def gen_uri(root: str, gen: int) -> str:
+    """The single-file generation of builds before generation parts."""
     return storage.join(root, PLAN_DIR, f"gen-{gen:05d}.parquet")
 
 
-def read_generations(root: str) -> list[pa.Table]:
-    """Every generation file at ``root``, in order (without the record_id column)."""
+def gen_dir(root: str, gen: int) -> str:
+    return storage.join(root, PLAN_DIR, f"gen-{gen:05d}")
+
+
+def gen_part_uri(root: str, gen: int, part: int) -> str:
+    return storage.join(gen_dir(root, gen), f"part-{part:05d}.parquet")
+
+
+def _generation_files(root: str) -> list[list[str]]:
+    """The files of every complete generation at ``root``, in order: ``[gen-N.parquet]`` or the
+    parts that ``gen-N/done.json`` lists. FormatError when they are not numbered 0..n-1."""
     try:
-        files = storage.list_files(storage.join(root, PLAN_DIR), ".parquet")
+        files = storage.list_files(storage.join(root, PLAN_DIR))
     except NotFoundError:
         return []
-    gens = sorted((int(m.group(1)), f) for f in files if (m := _GEN_NAME.search(f)))
-    if [g for g, _ in gens] != list(range(len(gens))):
+    gens: dict[int, list[str]] = {}
+    for f in files:
+        if m := _GEN_FILE.search(f):
+            gens[int(m.group(1))] = [f]
+        elif m := _GEN_DONE.search(f):
+            g = int(m.group(1))
+            done = json.loads(storage.read_bytes(f))
+            gens[g] = [gen_part_uri(root, g, p) for p in range(int(done["parts"]))]
+    if sorted(gens) != list(range(len(gens))):
         raise FormatError(f"{root}/{PLAN_DIR}: generation files are not numbered 0..n-1")
+    return [gens[g] for g in range(len(gens))]
+
+
+def _read_part(uri: str, columns: list[str]) -> pa.Table:
+    return pq.read_table(pa.BufferReader(storage.read_bytes(uri)), columns=columns)
+
+
+def read_generations(root: str) -> list[pa.Table]:
+    """Every generation at ``root``, in order (without the record_id column), read part by part:
+    only the three numeric columns of one part at a time besides what is kept."""
     cols = ["record_hash", "row_digest", "seconds"]
-    return [
-        pq.read_table(pa.BufferReader(storage.read_bytes(f)), columns=cols) for _, f in gens
-    ]
+    out = []
+    for parts in _generation_files(root):
+        tables = [_read_part(p, cols) for p in parts]
+        out.append(pa.concat_tables(tables) if tables else GEN_SCHEMA.empty_table().select(cols))
+    return out
 
 
 def _gen_record_ids(root: str, gen: int, positions: np.ndarray) -> list[str]:
-    table = pq.read_table(pa.BufferReader(storage.read_bytes(gen_uri(root, gen))),
-                          columns=["record_id"])
-    return [table.column(0)[int(p)].as_py() for p in positions]
+    """Record ids at ``positions`` of generation ``gen`` (error messages): reads only the parts
+    that hold them."""
+    want = {int(p) for p in positions}
+    found: dict[int, str] = {}
+    at = 0
+    for part in _generation_files(root)[gen]:
+        ids = _read_part(part, ["record_id"]).column(0)
+        for p in [p for p in want if at <= p < at + len(ids)]:
+            found[p] = ids[p - at].as_py()
+        at += len(ids)
+        if len(found) == len(want):
+            break
+    return [found[int(p)] for p in positions]
 
 
 # --- units ---------------------------------------------------------------------------------
@@ -357,26 +403,50 @@ def _units_of(gen: int, hashes: np.ndarray, seconds: np.ndarray, rows: np.ndarra
     ]
 
 
-def write_new_generation(root: str, plan: Plan) -> None:
-    """Publish the new generation file (before any of its units runs). Its record ids are read
-    again from the manifest, one column, batch by batch."""
+def write_new_generation(root: str, plan: Plan, part_rows: int = GEN_PART_ROWS) -> None:
+    """Publish the new generation (before any of its units runs): parts of at most
+    ``part_rows`` rows, written as the record ids are read again from the manifest (one column,
+    batch by batch), then ``done.json``."""
     if plan.new_generation is None or plan.new_rows is None:
         return
-    scan, new_rows = plan.manifest, plan.new_rows
-    ids: list[pa.Array] = []
+    if part_rows < 1:
+        raise ValueError(f"part_rows must be >= 1, got {part_rows}")
+    scan, new_rows, gen = plan.manifest, plan.new_rows, plan.generations - 1
+    numbers = plan.new_generation
+    pending: list[pa.Array] = []  # record ids not yet in a part
+    held = written = parts = 0
+
+    def flush(rows: int) -> None:
+        nonlocal pending, held, written, parts
+        ids = pa.chunked_array(pending, pa.string()).combine_chunks() if pending else \
+            pa.array([], pa.string())
+        table = numbers.slice(written, rows).append_column("record_id", ids.slice(0, rows))
+        buf = io.BytesIO()
+        pq.write_table(table.cast(GEN_SCHEMA), buf, compression="zstd")
+        storage.write_bytes(gen_part_uri(root, gen, parts), buf.getvalue())
+        pending = [ids.slice(rows)] if len(ids) > rows else []
+        held -= rows
+        written += rows
+        parts += 1
+
     pf = _open_parquet(scan.uri)
     at = 0
     for batch in pf.iter_batches(batch_size=65536, columns=["record_id"]):
         lo, hi = at, at + batch.num_rows
         if plan.all_new:
-            ids.append(batch.column(0))
+            ids = batch.column(0)
         else:
             sel = new_rows[(new_rows >= lo) & (new_rows < hi)] - lo
-            ids.append(batch.column(0).take(pa.array(sel)))
+            ids = batch.column(0).take(pa.array(sel))
         at = hi
-    table = plan.new_generation.append_column(
-        "record_id", pa.chunked_array(ids, pa.string()) if ids else pa.array([], pa.string())
-    )
-    buf = io.BytesIO()
-    pq.write_table(table.cast(GEN_SCHEMA), buf, compression="zstd")
-    storage.write_bytes(gen_uri(root, plan.generations - 1), buf.getvalue())
+        pending.append(ids.cast(pa.string()))
+        held += len(ids)
+        while held >= part_rows:
+            flush(part_rows)
+    if held or not parts:
+        flush(held)
+    if written != numbers.num_rows:
+        raise FormatError(f"{scan.uri}: the manifest changed while the build planned it "
+                          f"({written} record ids for {numbers.num_rows} planned records)")
+    done = {"parts": parts, "rows": written}
+    storage.write_bytes(storage.join(gen_dir(root, gen), "done.json"), json.dumps(done).encode())

@@ -155,6 +155,11 @@ class DataConfig(Section):
     tokenizer_vocab: int = Field(
         1024, ge=300, description="vocabulary of the BPE trained when tokenizer is None"
     )
+    catalog_cache: str | None = Field(
+        None,
+        description="local dir of the memory-mapped catalog cache (shared by the workers and "
+        "ranks of a node); None = $LONGVID_CACHE_DIR/catalog or ~/.cache/longvid/catalog",
+    )
     num_workers: int = Field(2, ge=0, description="DataLoader workers per rank")
     prefetch_factor: int = Field(2, ge=1, description="batches each worker prepares ahead")
     pin_memory: bool | None = Field(None, description="pin batches; None = on when on a GPU")

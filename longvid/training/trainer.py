@@ -210,7 +210,7 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         env.barrier()
         ref = self._find_checkpoint()
-        self.catalog = load_catalog(cfg.data.corpus)
+        self.catalog = load_catalog(cfg.data.corpus, cfg.data.catalog_cache)
         self.images = load_image_folders(cfg.image_roots())
 
         # model and tokenizer: identical on every rank (same seed; DDP also broadcasts rank 0's)
@@ -304,7 +304,7 @@ class Trainer:
         tok_dir = self.out / TOKENIZER_DIR
         if self.env.is_main and not (tok_dir / "tokenizer.json").exists():
             # deterministic input: captions in catalog (key) order, then the stage questions
-            texts = [c or "" for c in self.catalog.table.column("caption").to_pylist()]
+            texts = [c or "" for c in self.catalog.captions]
             for folder in self.images.values():  # image captions, in folder and line order
                 texts += [c for c in folder.captions.to_pylist() if c is not None]
             texts += [s.data.question for s in self.cfg.stages]

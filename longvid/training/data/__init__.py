@@ -3,6 +3,7 @@
 - :mod:`~longvid.training.data.loader`: ``make_loader`` and the resumable loader around it.
 - :mod:`~longvid.training.data.config`: ``StageData``, a stage's data mixture and batch shape.
 - :mod:`~longvid.training.data.catalog`: every sample of the corpora, as columns, fingerprinted.
+- :mod:`~longvid.training.data.catalog_cache`: those columns compiled once, memory-mapped, shared.
 - :mod:`~longvid.training.data.plan`: an epoch's sample sequence, a pure function of its inputs.
 - :mod:`~longvid.training.data.sample`: one sample: ranged reads, frames, tokens.
 - :mod:`~longvid.training.data.decode`: frame decoders (clip bytes + times → frames).

@@ -32,6 +32,7 @@ RUNTIME_FIELDS = frozenset(
         "decode_threads",
         "frames_dtype",
         "s3",
+        "catalog_cache",
     }
 )
 
@@ -154,6 +155,11 @@ class StageData(Section):
     decode_threads: int = Field(1, ge=0, description="decoder threads per worker (0 = auto)")
     s3: S3Config | None = Field(
         None, description="how to reach s3:// corpora; None = the process's storage settings"
+    )
+    catalog_cache: str | None = Field(
+        None,
+        description="local dir of the memory-mapped catalog cache (shared by the workers and "
+        "ranks of a node); None = $LONGVID_CACHE_DIR/catalog or ~/.cache/longvid/catalog",
     )
 
     @field_validator("t_min", "t_max")

@@ -479,7 +479,7 @@ def make_loader(
     if cfg.s3 is not None:
         storage.configure(cfg.s3)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    catalog = catalog if catalog is not None else load_catalog(cfg.corpora)
+    catalog = catalog if catalog is not None else load_catalog(cfg.corpora, cfg.catalog_cache)
     if images is None:
         images = load_image_folders(c.images for _, c in cfg.image_components())
     return StatefulLoader(cfg, catalog, rank, world_size, tokenizer, images)

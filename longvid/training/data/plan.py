@@ -88,9 +88,9 @@ def component_pools(
             continue
         mask = ~taken
         if comp.sources:
-            mask &= np.isin(catalog.sources, comp.sources)
+            mask &= catalog.sources.isin(comp.sources)
         if comp.buckets:
-            mask &= np.isin(catalog.buckets, comp.buckets)
+            mask &= catalog.buckets.isin(comp.buckets)
         if comp.min_duration is not None:
             mask &= catalog.durations >= comp.min_duration
         if comp.max_duration is not None:
