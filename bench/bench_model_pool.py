@@ -69,7 +69,7 @@ def operator_bytes(stats: str) -> dict[str, int]:
         m = re.match(r"Operator \d+ (.+?): ", line)
         if m:
             name = m.group(1)
-        m = re.search(r"Output size bytes per block: .* ([\d.]+) total", line)
+        m = re.search(r"Output size bytes(?: per block)?: .* ([\d.]+) total", line)
         if m and name:
             out[name] = int(float(m.group(1)))
     return out
@@ -86,6 +86,15 @@ def one_build(manifest: Path, out: Path, batch_units: int) -> tuple[float, dict[
     started = time.monotonic()
     stats = run_units(prep.cfg, pending, prep.chash, prep.root, prep.rows_uri, lambda row: None)
     return time.monotonic() - started, operator_bytes(stats)
+
+
+def embed_seconds(root: Path) -> float:
+    """Seconds the embed stage took over all units (its share of shared passes included), from
+    the commit markers."""
+    from longvid.shards import ledger
+
+    markers = ledger.read_markers(str(root), ledger.committed_ids(str(root)))
+    return sum(m.stats["stage_seconds"].get("embed", 0.0) for m in markers.values())
 
 
 def shard_bytes(root: Path) -> dict[str, bytes]:
@@ -105,6 +114,7 @@ def main() -> None:
     manifest = make_manifest(work, args.videos, args.seconds)
     ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, logging_level="ERROR")
     walls: dict[int, list[float]] = {1: [], 4: []}
+    embeds: dict[int, list[float]] = {1: [], 4: []}
     moved: dict[int, dict[str, int]] = {}
     try:
         one_build(manifest, work / "warm", 1)  # worker start-up and imports, not measured
@@ -112,6 +122,7 @@ def main() -> None:
             for b in (1, 4):  # alternated: the box is shared
                 wall, ops = one_build(manifest, work / f"out{b}", b)
                 walls[b].append(wall)
+                embeds[b].append(embed_seconds(work / f"out{b}"))
                 moved[b] = ops
     finally:
         ray.shutdown()
@@ -123,11 +134,12 @@ def main() -> None:
         cpu = sum(v for k, v in ops.items() if "_cpu_task" in k)
         pool = sum(v for k, v in ops.items() if "ModelStageRunner" in k)
         print(f"model_batch_units={b}: job wall median {statistics.median(walls[b]):.1f} s "
-              f"(runs {', '.join(f'{w:.1f}' for w in walls[b])}); object store: payloads "
+              f"(runs {', '.join(f'{w:.1f}' for w in walls[b])}); embed stage "
+              f"{statistics.median(embeds[b]):.2f} s in all; object store: payloads "
               f"{cpu / 1e6:.2f} MB + progress rows {pool / 1e3:.1f} kB "
               f"(former design: {2 * cpu / 1e6:.2f} MB, ratio {(cpu + pool) / (2 * cpu):.2f})")
-    print(f"wall ratio batch 4 / batch 1: "
-          f"{statistics.median(walls[4]) / statistics.median(walls[1]):.2f}; "
+    print(f"batch 4 / batch 1: wall {statistics.median(walls[4]) / statistics.median(walls[1]):.2f}"
+          f", embed stage {statistics.median(embeds[4]) / statistics.median(embeds[1]):.2f}; "
           f"same shards: {same}")
 
 
