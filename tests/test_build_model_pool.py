@@ -163,3 +163,34 @@ def test_only_frames_a_model_stage_reads_leave_the_cpu_task(build_inputs, tmp_pa
     kept = len(works[0].kept_frames)
     drop_unused_frames(works, cfg)
     assert kept and len(works[0].kept_frames) == kept
+
+
+def test_a_batch_rerun_after_a_dead_actor_skips_what_it_committed(build_inputs, batch_of_one,
+                                                                  tmp_path):
+    """The pool actor in this process (no Ray): a batch of two units whose first was committed
+    before the actor died is run again; the first is skipped, the second written as a clean
+    build writes it."""
+    import pyarrow as pa
+
+    from longvid.pipelines.build import prepare
+    from longvid.pipelines.model_pool import ModelStageRunner, run_unit_cpu
+    from tests.fixtures.annotate import one_torch_thread
+
+    cfg = model_config(build_inputs.manifest_dir, tmp_path / "out")
+    prep = prepare(cfg)
+    units = prep.plan.units[:2]
+    with one_torch_thread():
+        rows = [run_unit_cpu({"unit_id": u.unit_id, "generation": u.generation, "runs": u.runs},
+                             prep.rows_uri, prep.cfg, prep.chash, prep.root) for u in units]
+        runner = ModelStageRunner(prep.cfg.model_dump_json(), prep.chash, prep.root)
+        first = runner(pa.Table.from_pylist(rows[:1])).to_pylist()  # then the actor "dies"
+        again = runner(pa.Table.from_pylist(rows)).to_pylist()  # Ray Data reruns the batch
+    assert [r["skipped"] for r in first] == [False]
+    assert {r["unit_id"]: r["skipped"] for r in again} == {units[0].unit_id: True,
+                                                           units[1].unit_id: False}
+    written = markers(tmp_path / "out")
+    assert sorted(written) == sorted(u.unit_id for u in units)
+    assert written[units[1].unit_id].stats["batch_units"] == 1  # the committed one was not run
+    clean = files(batch_of_one, "shards")
+    for name, data in files(tmp_path / "out", "shards").items():
+        assert clean[name] == data, name
