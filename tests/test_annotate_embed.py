@@ -235,3 +235,31 @@ def test_rewriter_prompt_must_hold_the_question_and_nothing_else_in_braces(saved
         Rewriter(RewriteConfig(model_path=str(saved_lm), prompt="Rephrase:"))
     with pytest.raises(ConfigError, match="only {question}"):
         Rewriter(RewriteConfig(model_path=str(saved_lm), prompt="{question} in {style}"))
+
+
+# ---- batching across videos (the model pool batches the videos of several units) ----------------
+
+
+def test_frames_of_many_videos_in_shared_passes_embed_as_each_video_alone():
+    embedder = ClipEmbedder(EmbedConfig(model="custom", model_cfg=TINY_CLIP, batch_size=16,
+                                        device="cpu"))
+    # a one-frame video alone is a pass of one frame unless padded; the kernels for one row
+    # and for 16 rows round differently, so only fixed-size passes give the same bits
+    videos = [frames(1, seed=1), frames(2, 48, 64, seed=2), frames(23, 36, 36, seed=3)]
+    alone = [embedder.encode_frames(v) for v in videos]
+    together = embedder.encode_frames(videos)  # 26 frames of three sizes: passes of 16 and 10
+    assert together.shape == (26, 32)
+    assert np.array_equal(together, np.concatenate(alone))  # bit for bit
+    texts = ["a red screen", "a blue grid", "stripes", "a green square moving"]
+    assert np.array_equal(embedder.encode_texts(texts),
+                          np.concatenate([embedder.encode_texts([t]) for t in texts]))
+
+
+def test_frames_of_many_videos_in_shared_calls_caption_as_each_video_alone():
+    cap = Captioner(ModelCaptionsConfig(random_model=TINY_CAPTIONER, batch_size=4,
+                                        max_new_tokens=5, min_new_tokens=3, device="cpu"))
+    videos = [frames(3, seed=4), frames(6, 48, 64, seed=5)]
+    alone = [t for v in videos for t in cap.caption(v)]
+    calls = cap.calls
+    assert cap.caption([f for v in videos for f in v]) == alone
+    assert cap.calls - calls == 3  # 9 frames, 4 per generate call

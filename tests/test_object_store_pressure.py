@@ -4,10 +4,10 @@ with a roomy store.
 
 What travels through the object store between operators is a unit's pickled payload (its videos'
 samples: clip bytes, metadata, and the frames the model stages look at) on its way from the cpu
-task to the model-stage actor and on to the write task. The frames stage with large frames and
-many of them per sample makes each payload tens of MB, so a few units in flight overflow a 75 MiB
-store. The model stage (``events``) needs no model; it only keeps the pipeline three operators
-long, as in an annotated build.
+task to the model-stage actor, which writes the unit. The frames stage with large frames and many
+of them per sample makes each payload tens of MB, so a few units in flight overflow a 75 MiB
+store. The model stage (``embed``, a tiny random open_clip) reads those frames, so they do cross
+(frames no model stage reads are dropped before the payload is made).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from longvid.pipelines.config import BuildConfig
 from longvid.samples.synth import VideoSpec, plan_shots, render_video
 from longvid.schema import MANIFEST_SCHEMA, VideoRecord
 from longvid.shards import read_table, write_table
+from tests.fixtures.annotate import TINY_CLIP
 from tests.fixtures.build import FPS, GOP, overrides
 
 pytestmark = pytest.mark.slow
@@ -36,13 +37,14 @@ VIDEOS, SECONDS = 8, 12
 
 PRESSURE = [
     "ray.num_cpus=2",
-    # two model-stage actors and write tasks share the 2 CPUs: two payloads come out at once
-    # while a write task reads a third
+    # two model-stage actors and the cpu tasks share the 2 CPUs: payloads queue for the actors
     "ray.process_num_cpus=0.5",
-    "ray.model_concurrency=2",
+    "ray.model_min_actors=2",
+    "ray.model_max_actors=2",
     "units.videos_per_unit=1",  # one unit per video: more payloads than the store holds
     "segment.sources={generic: {mode: shots}}",
-    "stages=[probe, scan, segment, cut, frames, events]",
+    "stages=[probe, scan, segment, cut, frames, embed]",
+    "annotate.embed.model=custom",
     # payloads of tens of MB: 12 full-size frames per sample (they never reach the shards)
     f"annotate.frames.short_side={HEIGHT}",
     "annotate.frames.frames_short=12",
@@ -68,8 +70,10 @@ def big_inputs(tmp_path_factory) -> Path:
 
 
 def config(manifest: Path, out: Path, *extra: str) -> BuildConfig:
-    return load_config(None, BuildConfig, [*overrides(), f"manifest={manifest}",
-                                           f"output.root={out}", *PRESSURE, *extra])
+    cfg = load_config(None, BuildConfig, [*overrides(), f"manifest={manifest}",
+                                          f"output.root={out}", *PRESSURE, *extra])
+    embed = cfg.annotate.embed.model_copy(update={"model_cfg": TINY_CLIP})  # tiny, random
+    return cfg.model_copy(update={"annotate": cfg.annotate.model_copy(update={"embed": embed})})
 
 
 def spilled_bytes() -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,18 +134,25 @@ class Captioner:
         return {"do_sample": False, "num_beams": 1, "max_new_tokens": self.cfg.max_new_tokens,
                 "min_new_tokens": self.cfg.min_new_tokens}
 
-    def caption(self, frames: np.ndarray) -> list[str]:
+    def caption(self, frames: np.ndarray | Sequence[np.ndarray]) -> list[str]:
+        """One caption per frame (``[N, H, W, 3]`` uint8, or a list of ``[H, W, 3]`` frames of
+        any sizes). Every ``generate`` call holds exactly ``batch_size`` images (the last one
+        padded with black frames whose captions are dropped), so a frame's caption does not
+        depend on which frames share its call: batching across units changes nothing."""
         import torch
 
         out: list[str] = []
         settings = self.decoding()
-        for i in range(0, len(frames), self.cfg.batch_size):
-            batch = [np.ascontiguousarray(f) for f in frames[i : i + self.cfg.batch_size]]
+        size = self.cfg.batch_size
+        for i in range(0, len(frames), size):
+            batch = [np.ascontiguousarray(f) for f in frames[i : i + size]]
+            n = len(batch)
+            batch += [np.zeros_like(batch[0])] * (size - n)
             px = self.processor(images=batch, return_tensors="pt")["pixel_values"]
             with torch.inference_mode():
                 ids = self.model.generate(pixel_values=px.to(self.device, self.dtype), **settings)
             self.calls += 1
-            texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+            texts = self.tokenizer.batch_decode(ids[:n], skip_special_tokens=True)
             out += [" ".join(t.split()) for t in texts]
         return out
 

@@ -12,6 +12,8 @@ Embeddings are L2-normalised float32.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,26 +128,50 @@ class ClipEmbedder:
         x = x[:, :, top : top + th, left : left + tw]
         return ((x - self.mean) / self.std).to(self.dtype)
 
-    def encode_frames(self, frames: np.ndarray) -> np.ndarray:
+    def encode_frames(self, frames: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """``[N, H, W, 3]`` uint8, or a list of such arrays whose sizes may differ (the videos of
+        several units) → ``[N in all, D]``.
+
+        Every forward pass holds exactly ``batch_size`` images (the last one padded with zeros),
+        so a frame's embedding does not depend on which frames share its pass: one video at a
+        time, one unit, or many units batched together give the same bits (the kernels a
+        backend picks may depend on the batch's size, not on its other rows)."""
         import torch
 
+        groups = [frames] if isinstance(frames, np.ndarray) else list(frames)
+        where = [(g, r) for g, arr in enumerate(groups) for r in range(len(arr))]
+        size = self.cfg.batch_size
         out = []
         with torch.inference_mode():
-            for i in range(0, len(frames), self.cfg.batch_size):
-                x = self.preprocess(frames[i : i + self.cfg.batch_size])
-                out.append(self.model.encode_image(x, normalize=True).float().cpu().numpy())
+            for i in range(0, len(where), size):
+                chunk = where[i : i + size]
+                parts = []
+                for g, rows in itertools.groupby(chunk, key=lambda gr: gr[0]):
+                    r = [row for _, row in rows]
+                    parts.append(self.preprocess(groups[g][r[0] : r[-1] + 1]))
+                x = torch.cat(parts)  # [n, 3, h, w]
+                n = x.shape[0]
+                x = torch.cat([x, x.new_zeros((size - n, *x.shape[1:]))])  # [batch_size, 3, h, w]
+                out.append(self.model.encode_image(x, normalize=True)[:n].float().cpu().numpy())
         if not out:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """``[M, D]``; as for frames, every forward pass holds ``batch_size`` texts (padded with
+        empty ones), so a text's embedding does not depend on the others."""
         import torch
 
+        size = self.cfg.batch_size
         out = []
         with torch.inference_mode():
-            for i in range(0, len(texts), self.cfg.batch_size):
-                ids = self.tokenizer(texts[i : i + self.cfg.batch_size]).to(self.device)
-                out.append(self.model.encode_text(ids, normalize=True).float().cpu().numpy())
+            for i in range(0, len(texts), size):
+                chunk = list(texts[i : i + size])
+                n = len(chunk)
+                ids = self.tokenizer(chunk + [""] * (size - n)).to(self.device)  # [size, ctx]
+                out.append(self.model.encode_text(ids, normalize=True)[:n].float().cpu().numpy())
+        if not out:
+            return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)
 
     def lineage(self) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from longvid.annotate.provenance import text_allowed
 from longvid.annotate.qa import QAItem, conversations, make_qa, short_caption_qa
 from longvid.annotate.scores import cheap_filter, final_filter, sample_scores
 from longvid.annotate.timeline import SPEECH_KINDS, Event, Timeline, build_timeline
-from longvid.stages.base import Stage
+from longvid.stages.base import BatchedStage, Stage
 from longvid.stages.work import SampleOutput, VideoWork
 
 FRAMES_NOTE = "annotate_frames"  # work.notes key: {sample key: (times [T], frames [T,H,W,3])}
@@ -248,18 +248,24 @@ def voronoi_spans(times: list[float], duration: float) -> list[tuple[float, floa
     return [(round(edges[i], 3), round(edges[i + 1], 3)) for i in range(len(times))]
 
 
-class ModelCaptions(Stage):
+class ModelCaptions(BatchedStage):
     """A vision-language captioner over sampled frames: a short sample gets one caption (its
     frames' captions, repeats dropped, joined); a long sample dense visual captions, one per
-    segment (each shot, long shots per window), which form its visual timeline."""
+    segment (each shot, long shots per window), which form its visual timeline. Batched: the
+    frames of every video of a model-actor call go through shared ``generate`` calls."""
 
     name: ClassVar[str] = "model_captions"
     kind: ClassVar[str] = "model"
 
-    def __call__(self, work: VideoWork) -> VideoWork:
+    def captioner(self):
+        return _cached("captioner", annotate_cfg(self).model_captions.model_dump_json(),
+                       _make_captioner)
+
+    def prepare(self, work: VideoWork) -> dict[str, Any]:
+        """Per sample: its metadata, the chosen frame times, their segments and the frames."""
         cfg = annotate_cfg(self)
         mc = cfg.model_captions
-        captioner = _cached("captioner", mc.model_dump_json(), _make_captioner)
+        self.captioner()  # load (once) before the shared pass, as the per-video path did
         metas, chosen, spans, batch = [], [], [], []
         for out in work.outputs:
             meta = read_meta(out)
@@ -277,10 +283,28 @@ class ModelCaptions(Stage):
             metas.append(meta)
             chosen.append([float(times[i]) for i in idx])
             spans.append(segs)
-            batch.append(images[idx])
-        texts = captioner.caption(np.concatenate(batch)) if batch else []
+            batch.append(images[idx])  # [k, H, W, 3]
+        return {"metas": metas, "chosen": chosen, "spans": spans, "frames": batch}
+
+    def infer(self, prepared: list[dict[str, Any]]) -> list[list[str]]:
+        """Every chosen frame of every video in shared ``generate`` calls; per video its
+        captions, frame by frame."""
+        frames = [f for p in prepared for images in p["frames"] for f in images]
+        texts = self.captioner().caption(frames) if frames else []
+        out, pos = [], 0
+        for p in prepared:
+            n = sum(len(images) for images in p["frames"])
+            out.append(texts[pos : pos + n])
+            pos += n
+        return out
+
+    def finish(self, work: VideoWork, prepared: dict[str, Any], texts: list[str]) -> None:
+        cfg = annotate_cfg(self)
+        mc = cfg.model_captions
+        captioner = self.captioner()
         pos = 0
-        for out, meta, times, segs in zip(work.outputs, metas, chosen, spans, strict=True):
+        for out, meta, times, segs in zip(work.outputs, prepared["metas"], prepared["chosen"],
+                                          prepared["spans"], strict=True):
             caps, pos = texts[pos : pos + len(times)], pos + len(times)
             dur = duration_of(meta)
             new = []
@@ -303,7 +327,6 @@ class ModelCaptions(Stage):
                 set_caption(out, meta, "; ".join(c["text"] for c in new))
             write_meta(out, meta)
         release_frames(self, work)
-        return work
 
 
 def _cap(a: float, b: float, text: str, origin: str) -> dict[str, Any]:
@@ -311,17 +334,22 @@ def _cap(a: float, b: float, text: str, origin: str) -> dict[str, Any]:
             "clipped": False}
 
 
-class Embed(Stage):
+class Embed(BatchedStage):
     """open_clip: frame embeddings pooled per sample (``KEY.emb.npy``) and per shot of a long
     sample (``KEY.shotemb.npy``), the main caption's text embedding (``KEY.textemb.npy``), and
-    their cosine as the video–text score."""
+    their cosine as the video–text score. Batched: the frames (and captions) of every video of a
+    model-actor call go through shared forward passes."""
 
     name: ClassVar[str] = "embed"
     kind: ClassVar[str] = "model"
 
-    def __call__(self, work: VideoWork) -> VideoWork:
+    def embedder(self) -> ClipEmbedder:
+        return _cached("embedder", annotate_cfg(self).embed.model_dump_json(), _make_embedder)
+
+    def prepare(self, work: VideoWork) -> dict[str, Any]:
+        """Per sample: its metadata, frame times, frames ``[T, H, W, 3]`` and main caption."""
         cfg = annotate_cfg(self)
-        embedder = _cached("embedder", cfg.embed.model_dump_json(), _make_embedder)
+        self.embedder()  # load (once) before the shared pass, as the per-video path did
         metas, spans, batch = [], [], []
         for out in work.outputs:
             meta = read_meta(out)
@@ -329,11 +357,33 @@ class Embed(Stage):
             metas.append(meta)
             spans.append(times)
             batch.append(images)
-        embs = embedder.encode_frames(np.concatenate(batch)) if batch else None
-        captions = [m.get("caption") or "" for m in metas]
+        return {"metas": metas, "times": spans, "frames": batch,
+                "captions": [m.get("caption") or "" for m in metas]}
+
+    def infer(self, prepared: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Frame embeddings ``[sum T, D]`` and caption embeddings ``[M, D]`` of every video in
+        shared passes; per video its rows of each."""
+        embedder = self.embedder()
+        groups = [images for p in prepared for images in p["frames"]]
+        embs = embedder.encode_frames(groups)  # [frames of all videos, D]
+        texts = [c for p in prepared for c in p["captions"] if c]
+        text_embs = embedder.encode_texts(texts) if texts else None  # [M, D]
+        out, pos, tpos = [], 0, 0
+        for p in prepared:
+            n = sum(len(images) for images in p["frames"])
+            m = sum(1 for c in p["captions"] if c)
+            out.append({"frames": embs[pos : pos + n],
+                        "texts": None if text_embs is None else text_embs[tpos : tpos + m]})
+            pos, tpos = pos + n, tpos + m
+        return out
+
+    def finish(self, work: VideoWork, prepared: dict[str, Any], result: dict[str, Any]) -> None:
+        embedder = self.embedder()
+        metas, spans, captions = prepared["metas"], prepared["times"], prepared["captions"]
+        embs = result["frames"]
         with_text = [i for i, c in enumerate(captions) if c]
-        text_embs = embedder.encode_texts([captions[i] for i in with_text]) if with_text else []
-        text_of = dict(zip(with_text, text_embs, strict=True))
+        text_of = dict(zip(with_text, [] if result["texts"] is None else result["texts"],
+                           strict=True))
         pos = 0
         for i, (out, meta, times) in enumerate(zip(work.outputs, metas, spans, strict=True)):
             e, pos = embs[pos : pos + len(times)], pos + len(times)
@@ -358,7 +408,6 @@ class Embed(Stage):
             extra.setdefault("scores", {})["video_text_cosine"] = score
             write_meta(out, meta)
         release_frames(self, work)
-        return work
 
 
 def shot_embedding(e: np.ndarray, times: np.ndarray, a: float, b: float) -> np.ndarray:

@@ -22,16 +22,18 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from longvid import storage
 from longvid.dedup.filter import corpus_filter
-from longvid.errors import ConfigError, LongvidError, StorageError
+from longvid.errors import ConfigError, LongvidError
 from longvid.pipelines.config import BuildConfig, content_hash
 from longvid.pipelines.finalize import finalize
 from longvid.pipelines.inputs import BuildInput, load_input
+from longvid.pipelines.model_pool import ModelStageRunner, pool_args, run_unit_cpu
 from longvid.pipelines.plan import (
     Plan,
     Unit,
@@ -41,7 +43,7 @@ from longvid.pipelines.plan import (
     write_new_generation,
 )
 from longvid.pipelines.stages import check_stage_list, stage_class
-from longvid.pipelines.unit_task import ModelStageRunner, run_unit, run_unit_cpu, write_payload
+from longvid.pipelines.unit_task import run_unit, storage_retrying
 from longvid.pipelines.uploads import sweep_stale_uploads
 from longvid.shards import ledger
 from longvid.stages.base import Resources
@@ -113,16 +115,7 @@ def _unit_gpus(cfg: BuildConfig) -> float:
 
 
 def _retrying(fn, unit_id: str, cfg: BuildConfig) -> dict[str, Any]:
-    for attempt in range(cfg.ray.storage_retries + 1):
-        try:
-            return fn()
-        except StorageError:
-            # a storage hiccup that outlived boto's own retries: the unit is idempotent, redo it
-            if attempt == cfg.ray.storage_retries:
-                raise
-            log.warning("unit %s: storage error, retrying", unit_id, exc_info=True)
-            time.sleep(min(30.0, 2.0**attempt))
-    raise AssertionError("unreachable")
+    return storage_retrying(fn, unit_id, cfg.ray.storage_retries)
 
 
 def _unit_of_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -143,24 +136,22 @@ def _cpu_task(row: dict[str, Any], cfg_json: str, chash: str, root: str, manifes
     return _retrying(lambda: run_unit_cpu(unit, manifest, cfg, chash, root), row["unit_id"], cfg)
 
 
-def _write_task(row: dict[str, Any], cfg_json: str, root: str) -> dict[str, Any]:
-    cfg = BuildConfig.model_validate_json(cfg_json)
-    return _retrying(lambda: write_payload(row, cfg, root), row["unit_id"], cfg)
-
-
 def has_model_stages(cfg: BuildConfig) -> bool:
     return any(stage_class(n).kind == "model" for n in cfg.stages)
 
 
 def run_units(cfg: BuildConfig, pending: list[Unit], chash: str, root: str, manifest: str,
-              on_done) -> None:
-    """Stream ``pending`` through Ray Data; ``on_done(row)`` per finished unit.
+              on_done) -> str:
+    """Stream ``pending`` through Ray Data; ``on_done(row)`` per finished unit. Returns Ray
+    Data's execution stats (operators, blocks and bytes between them).
 
     A unit travels as (unit id, generation, manifest row ranges): the task reads its own rows.
-    Without model stages a unit is one task. With them: cpu task → an actor pool that keeps the
-    models loaded (``ray.model_concurrency`` actors with ``ray.model_num_gpus`` each when the
-    cluster has GPUs) → write task. Ray Data retries a task after a system failure (dead worker
-    or node) by itself; every step is idempotent, and the commit marker is written last.
+    Without model stages a unit is one task. With them: cpu task → the model-stage actor pool,
+    which autoscales between ``ray.model_min_actors`` and ``ray.model_max_actors`` actors (the
+    model stages' GPUs each when the cluster has GPUs), runs ``ray.model_batch_units`` units per
+    call and writes them (model_pool.py says why there). Ray Data retries a task or an actor
+    call after a system failure (dead worker or node) by itself; every step is idempotent, and
+    the commit marker is written last.
     """
     import ray
     import ray.data
@@ -183,21 +174,19 @@ def run_units(cfg: BuildConfig, pending: list[Unit], chash: str, root: str, mani
         ds = ds.map(functools.partial(_task, **common), **cpu)
     else:
         has_gpu = ray.cluster_resources().get("GPU", 0) > 0
-        model = stage_resources(cfg, "model")
         ds = ds.map(functools.partial(_cpu_task, **common), **cpu)
-        ds = ds.map(
-            ModelStageRunner,
-            fn_constructor_kwargs={"cfg_json": cfg_json, "content_hash": chash},
-            concurrency=cfg.ray.model_concurrency,
-            num_gpus=(model.num_gpus or None) if has_gpu else None,
-            num_cpus=cfg.ray.process_num_cpus,
-        )
-        ds = ds.map(
-            functools.partial(_write_task, cfg_json=cfg_json, root=root),
-            num_cpus=cfg.ray.process_num_cpus,
-        )
+        with warnings.catch_warnings():
+            # max_restarts is passed on purpose (pool_args says why); Ray 2.60 calls such
+            # remote args deprecated without a named replacement
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+            ds = ds.map_batches(
+                ModelStageRunner,
+                fn_constructor_kwargs={"cfg_json": cfg_json, "content_hash": chash, "root": root},
+                **pool_args(cfg, has_gpu),
+            )
     for row in ds.iter_rows():
         on_done(row)
+    return ds.stats()
 
 
 class Progress:

@@ -41,9 +41,31 @@ class BuildRayConfig(RayConfig):
         None, ge=1, description="max unit tasks at once; null = as many as the CPUs allow"
     )
     model_num_gpus: float = Field(
-        0.25, ge=0, description="GPUs per actor of the model-stage pool (annotate stages)"
+        0.25,
+        ge=0,
+        description="GPUs per actor of the model-stage pool (what the model stages declare; "
+        "asked for only when the cluster has GPUs)",
     )
-    model_concurrency: int = Field(1, ge=1, description="actors in the model-stage pool")
+    model_min_actors: int = Field(
+        1, ge=1, description="actors the model-stage pool keeps, at least (each loads the models)"
+    )
+    model_max_actors: int = Field(
+        1,
+        ge=1,
+        description="actors the model-stage pool grows to while units queue up, at most",
+    )
+    model_batch_units: int = Field(
+        1,
+        ge=1,
+        description="units per call of a model actor: its model stages run over all their "
+        "videos' samples in shared forward passes (results do not depend on it)",
+    )
+    model_concurrency: int | None = Field(
+        None,
+        ge=1,
+        description="deprecated: a fixed pool of this many actors (model_min_actors = "
+        "model_max_actors = this); null = use those two",
+    )
     storage_retries: int = Field(
         2,
         ge=0,
@@ -58,6 +80,25 @@ class BuildRayConfig(RayConfig):
         "default, 30% of RAM). Less means unit payloads between the cpu and model stages spill "
         "to disk sooner; Ray refuses less than 75 MiB",
     )
+
+    @model_validator(mode="after")
+    def _model_pool(self) -> BuildRayConfig:
+        low, high = self.model_pool_bounds()
+        if low > high:
+            raise ValueError(f"model_min_actors ({low}) > model_max_actors ({high})")
+        return self
+
+    def model_pool_bounds(self) -> tuple[int, int]:
+        """(min, max) actors of the model-stage pool; the deprecated ``model_concurrency`` wins
+        when set (a fixed pool)."""
+        if self.model_concurrency is not None:
+            return self.model_concurrency, self.model_concurrency
+        return self.model_min_actors, self.model_max_actors
+
+    def model_pool_size(self) -> int | tuple[int, int]:
+        """Ray Data's ``concurrency`` for the pool: a fixed size, or (min, max) to autoscale."""
+        low, high = self.model_pool_bounds()
+        return low if low == high else (low, high)
 
 
 class UnitsConfig(Section):

@@ -1,19 +1,19 @@
 """What one Ray task does with one work unit: read its manifest rows, run the stages over its
 videos, then write its shards, its Parquet parts and, last, its commit marker. Retrying it is
 safe: the same unit gives the same files under the same names, and a unit already committed is
-not written again."""
+not written again. (With model stages a unit is split over a cpu task and the model-stage actor
+pool: :mod:`longvid.pipelines.model_pool`.)"""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
-import pickle
 import shutil
 import tempfile
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from longvid import storage
-from longvid.errors import LongvidError
+from longvid.errors import LongvidError, StorageError
 from longvid.pipelines.config import BuildConfig
 from longvid.pipelines.lineage import tool_versions
 from longvid.pipelines.plan import read_rows
@@ -154,8 +154,10 @@ def write_unit(
     works: list[VideoWork],
     cfg: BuildConfig,
     wall: float,
+    extra_stats: dict[str, Any] | None = None,
 ) -> ledger.CommitMarker:
-    """Publish the unit's shards (samples sorted by key) and parts, then its commit marker."""
+    """Publish the unit's shards (samples sorted by key) and parts, then its commit marker
+    (``extra_stats`` join its stats: lineage of where it ran)."""
     outputs = sorted((o for w in works for o in w.outputs), key=lambda o: o.key)
     rows = []
     target = int(cfg.shards.target_mb * 1024 * 1024)
@@ -183,7 +185,7 @@ def write_unit(
         url = write_part(root, name, unit_id, table)
         if url is not None:
             parts[name] = url
-    stats.update(node_id=_node_id(), gpu_ids=_gpu_ids())
+    stats.update(node_id=_node_id(), gpu_ids=_gpu_ids(), **(extra_stats or {}))
     marker = ledger.CommitMarker(
         unit_id=unit_id,
         shards=shards,
@@ -214,6 +216,20 @@ def _gpu_ids() -> list[str]:
         return [str(g) for g in ray.get_gpu_ids()] if ray.is_initialized() else []
     except Exception:  # noqa: BLE001 - lineage only
         return []
+
+
+def storage_retrying(fn: Callable[[], Any], unit_id: str, retries: int) -> Any:
+    """``fn()``, redone up to ``retries`` times after a storage error that outlived boto's own
+    retries (a unit is idempotent, so redoing it is safe)."""
+    for attempt in range(retries + 1):
+        try:
+            return fn()
+        except StorageError:
+            if attempt == retries:
+                raise
+            log.warning("unit %s: storage error, retrying", unit_id, exc_info=True)
+            time.sleep(min(30.0, 2.0**attempt))
+    raise AssertionError("unreachable")
 
 
 def progress_row(marker: ledger.CommitMarker, skipped: bool = False) -> dict[str, Any]:
@@ -256,81 +272,4 @@ def run_unit(
                             time.perf_counter() - started)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-    return progress_row(marker)
-
-
-# --- the same unit split over three Ray stages, when the config lists model stages -----------
-# cpu task (stages of kind "cpu") → actor pool holding the models (kind "model") → write task.
-# Between them a unit travels as one pickled payload; a unit already committed travels as its
-# progress row only.
-
-
-@dataclass
-class UnitPayload:
-    unit_id: str
-    generation: int
-    works: list[VideoWork]
-    seconds: float  # task time so far (for the unit's wall time)
-
-
-def run_unit_cpu(
-    unit: dict[str, Any], manifest: str, cfg: BuildConfig, content_hash: str, root: str
-) -> dict[str, Any]:
-    storage.configure(cfg.s3)
-    unit_id = unit["unit_id"]
-    done = committed_row(root, unit_id)
-    if done is not None:
-        return {"unit_id": unit_id, "payload": b"", "done": json.dumps(done)}
-    started = time.perf_counter()
-    work_dir = Path(tempfile.mkdtemp(prefix=f"longvid-{unit_id}-", dir=cfg.work_dir))
-    try:
-        records = unit_records(manifest, unit["runs"])
-        works = process_records(records, make_context(cfg, content_hash, work_dir))
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
-    for w in works:
-        w.ctx = None  # type: ignore[assignment]  # rebuilt by the next stage's process
-    payload = UnitPayload(unit_id, unit["generation"], works, time.perf_counter() - started)
-    return {"unit_id": unit_id, "payload": pickle.dumps(payload, protocol=5), "done": ""}
-
-
-class ModelStageRunner:
-    """A Ray Data actor: builds the model stages once (models stay loaded across units) and runs
-    them over every accepted video of each unit that passes through."""
-
-    def __init__(self, cfg_json: str, content_hash: str):
-        self.cfg = BuildConfig.model_validate_json(cfg_json)
-        storage.configure(self.cfg.s3)
-        self.work_dir = Path(tempfile.mkdtemp(prefix="longvid-model-", dir=self.cfg.work_dir))
-        self.ctx = make_context(self.cfg, content_hash, self.work_dir)
-        self.stages = build_stages(self.ctx, "model")
-
-    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        if row["done"]:
-            return row
-        started = time.perf_counter()
-        payload: UnitPayload = pickle.loads(row["payload"])
-        for w in payload.works:
-            w.ctx = self.ctx
-            if not w.failed:
-                run_stages(w, self.stages)
-            w.ctx = None  # type: ignore[assignment]
-        payload.seconds += time.perf_counter() - started
-        return {**row, "payload": pickle.dumps(payload, protocol=5)}
-
-
-def write_payload(row: dict[str, Any], cfg: BuildConfig, root: str) -> dict[str, Any]:
-    if row["done"]:
-        return json.loads(row["done"])
-    storage.configure(cfg.s3)
-    started = time.perf_counter()
-    payload: UnitPayload = pickle.loads(row["payload"])
-    marker = write_unit(
-        root,
-        payload.unit_id,
-        payload.generation,
-        payload.works,
-        cfg,
-        payload.seconds + time.perf_counter() - started,
-    )
     return progress_row(marker)
