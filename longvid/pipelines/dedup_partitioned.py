@@ -54,6 +54,17 @@ class PartitionedResult:
             storage.delete(uri)
 
 
+def run_tasks(fn: Any, calls: list[tuple], num_gpus: float = 0) -> list[Any]:
+    """``fn(*args)`` for each of ``calls``: as Ray tasks when Ray is running, else in this
+    process one after the other (a build finalized without a Ray cluster)."""
+    import ray
+
+    if not ray.is_initialized():
+        return [fn(*args) for args in calls]
+    task = ray.remote(fn).options(num_gpus=num_gpus)
+    return ray.get([task.remote(*args) for args in calls])
+
+
 def task_groups(rows: list[int], task_rows: int) -> list[list[int]]:
     """Consecutive parts, whole, into groups of at most ``task_rows`` rows (a bigger part alone)."""
     groups: list[list[int]] = []
@@ -71,8 +82,8 @@ def find_duplicates_partitioned(uris: list[str], cfg: DedupConfig, work: str, *,
                                 exact: bool = True, near_cosine: float | None = None
                                 ) -> PartitionedResult:
     """Duplicates among the rows of the samples parts ``uris`` (Parquet files, local or remote),
-    by the signals of :func:`~longvid.dedup.find_duplicates`, as Ray tasks; the duplicates
-    table is written in parts under ``work``."""
+    by the signals of :func:`~longvid.dedup.find_duplicates`, as Ray tasks (in this process
+    when Ray is not running); the duplicates table is written in parts under ``work``."""
     import ray
 
     t0 = time.monotonic()
@@ -88,12 +99,11 @@ def find_duplicates_partitioned(uris: list[str], cfg: DedupConfig, work: str, *,
         # 1. a seeded pick of rows, read by the tasks; the driver gets only the picked vectors
         m = sample_size(total, cluster_count(total, cfg), cfg)
         pick = np.sort(np.random.default_rng(cfg.seed).choice(total, size=m, replace=False))
-        sample_task = ray.remote(take_sample)
-        refs = []
+        calls = []
         for g in groups:
             picks = [pick[(pick >= offsets[f]) & (pick < offsets[f + 1])] - offsets[f] for f in g]
-            refs.append(sample_task.remote([uris[f] for f in g], picks, vector_spaces, cfg))
-        got = ray.get(refs)
+            calls.append(([uris[f] for f in g], picks, vector_spaces, cfg))
+        got = run_tasks(take_sample, calls)
         stats["driver_sample_rows"] = 0
         for sp in vector_spaces:
             vecs = [g[sp][0] for g in got if g[sp][0].size]
@@ -113,9 +123,8 @@ def find_duplicates_partitioned(uris: list[str], cfg: DedupConfig, work: str, *,
     # 2. assignment: members written to cluster-bucket files by each task
     t1 = time.monotonic()
     exact_buckets = max(1, math.ceil(total / cfg.bucket_rows)) if exact and total else 0
-    assign_task = ray.remote(assign_parts)
-    wrote = ray.get([assign_task.remote([uris[f] for f in g], t, spaces, exact_buckets, cfg, work)
-                     for t, g in enumerate(groups)])
+    wrote = run_tasks(assign_parts, [([uris[f] for f in g], t, spaces, exact_buckets, cfg, work)
+                                     for t, g in enumerate(groups)])
     stats["assign_seconds"] = round(time.monotonic() - t1, 3)
     # 3. pairs, one task per (space, bucket)
     t2 = time.monotonic()
@@ -124,15 +133,15 @@ def find_duplicates_partitioned(uris: list[str], cfg: DedupConfig, work: str, *,
         for sp, buckets in w.items():
             for b in buckets:
                 members.setdefault((sp, b), []).append(member_uri(work, sp, b, t))
-    gpus = 1 if use_cuda(cfg.device) and ray.cluster_resources().get("GPU") else 0
-    pair_task = ray.remote(bucket_pairs).options(num_gpus=gpus)
-    pair_uris, refs = [], []
+    gpus = 1 if (use_cuda(cfg.device) and ray.is_initialized()
+                 and ray.cluster_resources().get("GPU")) else 0
+    pair_uris, calls = [], []
     for (sp, b), files in sorted(members.items()):
         out = storage.join(work, "pairs", f"{sp}-b{b:05d}.parquet")
         threshold = spaces[sp].threshold if sp in spaces else 1.0
-        refs.append(pair_task.remote(sp, files, threshold, cfg, out))
+        calls.append((sp, files, threshold, cfg, out))
         pair_uris.append(out)
-    counts = ray.get(refs)
+    counts = run_tasks(bucket_pairs, calls, num_gpus=gpus)
     stats["pairs"] = int(sum(counts))
     stats["pair_seconds"] = round(time.monotonic() - t2, 3)
     # 4. the kept rule over the pairs, on the driver
