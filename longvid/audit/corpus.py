@@ -67,7 +67,7 @@ def _with_embedding(extra: dict[str, Any], row: dict[str, Any]) -> dict[str, Any
     """A build keeps the video embedding in its own column; the audit's checks look for it in
     ``extra`` as older corpora have it."""
     fp = from_bytes(row.get("fingerprint"))  # likewise the fingerprint (its own column)
-    if fp is not None and not extra.get("fingerprint"):
+    if fp is not None:
         extra = {**extra, "fingerprint": to_hex(fp)}
     emb = row.get("embedding")
     if emb is None or extra.get("embedding") is not None:
