@@ -168,7 +168,8 @@ class WorkerPeak:
         return round(self.peak / 2**20, 1)
 
 
-def run_partitioned(n: int, folder: str, with_truth: str | None) -> dict:
+def run_partitioned(n: int, folder: str, with_truth: str | None, task_rows: int,
+                    bucket_rows: int) -> dict:
     import ray
 
     from longvid.dedup import DedupConfig
@@ -178,7 +179,7 @@ def run_partitioned(n: int, folder: str, with_truth: str | None) -> dict:
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR",
              object_store_memory=256 * 2**20)
     uris = sorted(str(p) for p in Path(folder).iterdir())
-    cfg = DedupConfig(fingerprint_max_bits=None)
+    cfg = DedupConfig(fingerprint_max_bits=None, task_rows=task_rows, bucket_rows=bucket_rows)
     peak = WorkerPeak()
     t = time.perf_counter()
     result = find_duplicates_partitioned(uris, cfg, folder + ".work", exact=False,
@@ -228,7 +229,8 @@ def main_partitioned(a: argparse.Namespace) -> None:
                 truth = f"{base}/truth-{n}.npy"
                 subprocess.run([sys.executable, __file__, "--truth", str(n), "--folder", truth],
                                check=True)
-            cmd = [sys.executable, __file__, "--run-partitioned", str(n), "--folder", folder]
+            cmd = [sys.executable, __file__, "--run-partitioned", str(n), "--folder", folder,
+                   "--task-rows", str(a.task_rows), "--bucket-rows", str(a.bucket_rows)]
             cmd += ["--truth-file", truth] if truth else []
             proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
             row = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -259,6 +261,9 @@ def main() -> None:
     ap.add_argument("--partitioned", action="store_true",
                     help="the partitioned search over a samples-like Parquet dataset")
     ap.add_argument("--part-rows", type=int, default=50_000, help="rows per dataset part")
+    ap.add_argument("--task-rows", type=int, default=200_000,
+                    help="DedupConfig.task_rows (small enough that 2 CPUs share the work)")
+    ap.add_argument("--bucket-rows", type=int, default=250_000, help="DedupConfig.bucket_rows")
     ap.add_argument("--write", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--truth", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--run-partitioned", type=int, help=argparse.SUPPRESS)
@@ -272,7 +277,8 @@ def main() -> None:
         np.save(a.folder, np.asarray(sorted(brute_truth(a.truth)), np.int64).reshape(-1, 2))
         return
     if a.run_partitioned:
-        print(json.dumps(run_partitioned(a.run_partitioned, a.folder, a.truth_file)))
+        print(json.dumps(run_partitioned(a.run_partitioned, a.folder, a.truth_file, a.task_rows,
+                                         a.bucket_rows)))
         return
     if a.partitioned:
         main_partitioned(a)

@@ -113,7 +113,7 @@ def find_duplicates_partitioned(uris: list[str], cfg: DedupConfig, work: str, *,
                 continue
             sample = np.concatenate(vecs)  # [m', D] float16: the only vectors on the driver
             stats["driver_sample_rows"] += len(sample)
-            k = cluster_count(valid, cfg)
+            k = min(cluster_count(valid, cfg), len(sample))  # zero rows left the pick
             threshold = near_cosine if sp == "embedding" else fingerprint_threshold(cfg)
             spaces[sp] = Space(sp, train_centroids(sample, k, cfg),
                                max(1, min(k, math.ceil(valid / cfg.bucket_rows))), threshold)
