@@ -102,6 +102,19 @@ def test_exact_duplicates_across_units_become_one_reject_row_per_video(dup_build
             "scores"]["clip_sha256"]
 
 
+def test_fingerprint_is_a_column_of_the_samples(dup_build):
+    from longvid.dedup.fingerprint import FP_BYTES, from_bytes
+    from longvid.dedup.read import read_samples
+
+    samples = pq.read_table(dup_build / "samples.parquet").to_pylist()
+    assert samples and all(len(s["fingerprint"]) == FP_BYTES for s in samples)
+    assert all("fingerprint" not in json.loads(s["extra"]) for s in samples)
+    got = read_samples(str(dup_build / "samples.parquet"))  # the dedup reader takes the column
+    assert got.fp_valid is not None and got.fp_valid.all()
+    at = list(got.keys).index(samples[0]["key"])
+    assert np.array_equal(got.fp_hashes[at], from_bytes(samples[0]["fingerprint"])[0])
+
+
 def test_re_encoded_video_is_a_near_duplicate_by_embedding(dup_videos, tmp_path):
     _, records = dup_videos
     cfg = build_config(["filter", "captions", "frames", "embed"],

@@ -380,7 +380,8 @@ def _add_duplicates(root: Path, lineage: dict) -> tuple[str, str, str]:
                 extra["embedding"] = [float(x) for x in vec]
                 extra["scores"]["clip_sha256"] = None
                 extra["fingerprint"] = reenc_fp  # what the build's decode pass computes
-            new.append({**src, "key": key, "shard": url, "video_id": vid, "source": "generic",
+            new.append({**src, "fingerprint": None,  # an older corpus's place: extra
+                        "key": key, "shard": url, "video_id": vid, "source": "generic",
                         "record_id": f"generic:{vid}", "members": [x.as_dict() for x in locs],
                         "extra": json.dumps(extra)})
         info = w.close()
@@ -485,9 +486,9 @@ def test_leakage_by_shared_youtube_ids(audit_ray, built_corpus, tmp_path):
 
 def _structured_frames(row: dict) -> int:
     """Fingerprint frames with structure (a flat picture hashes to 0)."""
-    from longvid.dedup.fingerprint import from_hex
+    from longvid.dedup.fingerprint import from_bytes
 
-    fp = from_hex(json.loads(row["extra"]).get("fingerprint"))
+    fp = from_bytes(row.get("fingerprint"))  # a build's own column
     return 0 if fp is None else int((fp[0] != 0).sum())
 
 

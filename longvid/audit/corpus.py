@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from longvid import storage
 from longvid.audit.scan import SampleScan, iter_batches, samples_exist, scan_samples
+from longvid.dedup.fingerprint import from_bytes, to_hex
 from longvid.errors import FormatError, NotFoundError
 from longvid.shards import SAMPLES_SCHEMA, ShardIndex, ledger, read_index, read_table
 from longvid.shards.manifest import SAMPLES_NAME, parse_extra
@@ -65,6 +66,9 @@ class Corpus:
 def _with_embedding(extra: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     """A build keeps the video embedding in its own column; the audit's checks look for it in
     ``extra`` as older corpora have it."""
+    fp = from_bytes(row.get("fingerprint"))  # likewise the fingerprint (its own column)
+    if fp is not None:
+        extra = {**extra, "fingerprint": to_hex(fp)}
     emb = row.get("embedding")
     if emb is None or extra.get("embedding") is not None:
         return extra

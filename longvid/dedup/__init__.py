@@ -6,6 +6,8 @@
 - :mod:`~longvid.dedup.exact`: equal content hashes
 - :mod:`~longvid.dedup.groups`: groups from every signal, the kept rule, the duplicates table
 - :mod:`~longvid.dedup.read`: the columns of a samples dataset, streamed in batches
+- :mod:`~longvid.dedup.partition`: the steps of the partitioned search, one Parquet file at a
+  time (run as Ray tasks by :mod:`longvid.pipelines.dedup_partitioned`)
 """
 
 from longvid.dedup.config import DedupConfig

@@ -44,6 +44,15 @@ class DedupConfig(Section):
     batch: int = Field(
         65536, ge=1, description="samples per batch when assigning clusters and comparing pairs"
     )
+    task_rows: int = Field(
+        1_000_000, ge=1,
+        description="partitioned search: sample rows read by one assignment task (whole parts)",
+    )
+    bucket_rows: int = Field(
+        500_000, ge=1,
+        description="partitioned search: about this many cluster members per pair task "
+        "(its memory: bucket_rows x D x 2 bytes for the float16 vectors)",
+    )
     seed: int = Field(0, description="seed of the k-means training pick and initialisation")
     device: str = Field(
         "auto", description="auto (CUDA when present), cpu or cuda: where clusters and pairs "

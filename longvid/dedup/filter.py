@@ -1,6 +1,7 @@
 """The build's corpus-wide duplicate filter, on top of :func:`~longvid.dedup.find_duplicates`.
 
-It runs when the build finishes, over the rows of every committed unit. Every duplicate of the
+It runs when the build finishes, over the sample parts of every committed unit (the partitioned
+search, then each part filtered on its own: no process holds every row). Every duplicate of the
 duplicates table leaves ``samples.parquet`` and becomes a reject row (stage ``filter``, reason
 ``filter:exact_duplicate`` / ``filter:near_duplicate`` (embedding) /
 ``filter:fingerprint_duplicate`` (perceptual fingerprint only), the kept key and the measure in
@@ -12,7 +13,7 @@ record-level reject row, as any rejected video does.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from longvid.annotate.config import FiltersConfig
@@ -51,11 +52,21 @@ def detail(dup: dict[str, Any], near_cosine: float | None, max_bits: int | None)
 def apply_duplicates(rows: list[dict[str, Any]], filters: FiltersConfig,
                      search: DedupConfig | None = None
                      ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(rows kept, reject rows)."""
+    """(rows kept, reject rows), in process (small row lists; the build runs the partitioned
+    search, longvid.pipelines.dedup_partitioned, and :func:`reject_rows` part by part)."""
     search = search or DedupConfig()
     result = find_duplicates(samples_from_rows(rows), search, exact=filters.exact_duplicates,
                              near_cosine=filters.near_duplicate_cosine)
     dups = {d["key"]: d for d in result.table.to_pylist()}
+    return reject_rows(rows, dups, filters, search)
+
+
+def reject_rows(rows: list[dict[str, Any]], dups: dict[str, dict[str, Any]],
+                filters: FiltersConfig, search: DedupConfig
+                ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(rows kept, reject rows) given the duplicates-table rows of these rows' keys (``dups``).
+    ``rows`` must hold every sample of each video they name (a unit's part does: a video's
+    samples are made by one unit), to fold a video all of whose samples leave."""
     if not dups:
         return list(rows), []
     kept = [r for r in rows if r["key"] not in dups]
@@ -82,7 +93,21 @@ def apply_duplicates(rows: list[dict[str, Any]], filters: FiltersConfig,
     return kept, rejects
 
 
-def corpus_filter(cfg: Any) -> Callable[[list[dict[str, Any]]], tuple[list, list]] | None:
+@dataclass
+class DuplicateFilter:
+    """The build's corpus-wide duplicate filter: which signals (``filters``) and the search
+    settings. Called on rows it filters them in process; the build's finalize runs it over the
+    sample parts (longvid.pipelines.finalize)."""
+
+    filters: FiltersConfig
+    search: DedupConfig
+
+    def __call__(self, rows: list[dict[str, Any]]
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return apply_duplicates(rows, self.filters, self.search)
+
+
+def corpus_filter(cfg: Any) -> DuplicateFilter | None:
     """The build's corpus-wide filter for a build config: None unless the ``filter`` stage runs
     and a duplicate signal is on."""
     f, search = cfg.annotate.filters, cfg.dedup
@@ -91,4 +116,4 @@ def corpus_filter(cfg: Any) -> Callable[[list[dict[str, Any]]], tuple[list, list
     if not (f.exact_duplicates or f.near_duplicate_cosine is not None
             or search.fingerprint_max_bits is not None):
         return None
-    return lambda rows: apply_duplicates(rows, f, search)
+    return DuplicateFilter(f, search)

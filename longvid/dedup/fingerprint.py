@@ -91,6 +91,22 @@ def from_hex(doc: dict[str, str] | None) -> tuple[np.ndarray, np.ndarray] | None
     return h, c
 
 
+FP_BYTES = 8 * FRAMES + 3 * FRAMES  # the ``fingerprint`` column: hashes (big-endian), colours
+
+
+def to_bytes(fp: tuple[np.ndarray, np.ndarray]) -> bytes:
+    """Column form: ``FP_BYTES`` bytes, the same bytes as :func:`to_hex` (hashes, colours)."""
+    h, c = fp
+    return h.astype(">u8").tobytes() + c.astype(np.uint8).tobytes()
+
+
+def from_bytes(data: bytes | None) -> tuple[np.ndarray, np.ndarray] | None:
+    if not data or len(data) != FP_BYTES:
+        return None
+    h = np.frombuffer(data[: 8 * FRAMES], dtype=">u8").astype(np.uint64)
+    return h, np.frombuffer(data[8 * FRAMES :], dtype=np.uint8).reshape(FRAMES, 3).copy()
+
+
 def stack(fps: Sequence[tuple[np.ndarray, np.ndarray] | None]
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(hashes ``[N, F]`` uint64, colours ``[N, F, 3]`` uint8, valid ``[N]`` bool)."""

@@ -2,7 +2,8 @@
 from a samples dataset (one Parquet file or a folder of parts) a batch at a time.
 
 An embedding is the ``embedding`` column (a fixed-size list, float16) when the dataset has one,
-else ``extra.embedding``; the fingerprint is ``extra.fingerprint`` (``{"hash", "colour"}`` hex);
+else ``extra.embedding``; the fingerprint is the ``fingerprint`` column (44 bytes) or, in older
+corpora, ``extra.fingerprint`` (``{"hash", "colour"}`` hex);
 the content hash ``extra.scores.clip_sha256``. Only these columns are kept in memory, as
 arrays: embeddings (float16 from the column, float32 from JSON), 4 x 64-bit hashes and 12
 colour bytes per sample.
@@ -15,8 +16,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from longvid.dedup.fingerprint import FRAMES, from_hex
+from longvid.dedup.fingerprint import FRAMES, from_bytes, from_hex
 from longvid.dedup.search import Samples
 from longvid.shards.manifest import parse_extra
 
@@ -38,7 +40,8 @@ class _Collector:
         self.dim = 0
 
     def add(self, keys: Sequence[str], records: Sequence[Any], buckets: Sequence[Any],
-            extras: Sequence[Any], embeddings: np.ndarray | None) -> None:
+            extras: Sequence[Any], embeddings: np.ndarray | None,
+            fingerprints: Sequence[bytes | None] | None = None) -> None:
         b = len(keys)
         self.keys.append(np.asarray(keys, dtype=object))
         self.records.append(np.asarray([str(r) for r in records], dtype=object))
@@ -59,7 +62,8 @@ class _Collector:
         c = np.zeros((b, FRAMES, 3), np.uint8)
         v = np.zeros(b, bool)
         for r, x in enumerate(parsed):
-            fp = from_hex(x.get("fingerprint"))
+            fp = from_bytes(fingerprints[r]) if fingerprints is not None else None
+            fp = fp if fp is not None else from_hex(x.get("fingerprint"))
             if fp is not None:
                 h[r], c[r], v[r] = fp[0], fp[1], True
         self.fp_h.append(h)
@@ -95,8 +99,27 @@ def samples_from_rows(rows: Iterable[dict[str, Any]]) -> Samples:
     c.add([r["key"] for r in rows], [r.get("record_id") for r in rows],
           [r.get("bucket") for r in rows], [r.get("extra") for r in rows],
           _embedding_column([r.get("embedding") for r in rows]) if rows and "embedding" in rows[0]
-          else None)
+          else None, [r.get("fingerprint") for r in rows])
     return c.samples()
+
+
+def samples_from_table(table: pa.Table | pa.RecordBatch) -> Samples:
+    """From the columns of a samples table (one part, or a batch of one)."""
+    c = _Collector()
+    _add_batch(c, table)
+    return c.samples()
+
+
+def _add_batch(c: _Collector, batch: pa.Table | pa.RecordBatch) -> None:
+    names = set(batch.schema.names)
+    n = batch.num_rows
+
+    def col(name: str) -> list[Any]:
+        return batch.column(name).to_pylist() if name in names else [None] * n
+
+    c.add(col("key"), col("record_id"), col("bucket"), col("extra"),
+          _embedding_column(batch.column("embedding")) if "embedding" in names else None,
+          col("fingerprint") if "fingerprint" in names else None)
 
 
 def _embedding_column(values: Sequence[Any] | pa.Array) -> np.ndarray | None:
@@ -106,10 +129,18 @@ def _embedding_column(values: Sequence[Any] | pa.Array) -> np.ndarray | None:
         arr = arr.combine_chunks()
     if arr.null_count == len(arr):
         return None
-    dim = next(len(v) for v in arr.to_pylist() if v is not None) \
-        if not pa.types.is_fixed_size_list(arr.type) else arr.type.list_size
-    out = np.zeros((len(arr), dim), np.float16)
     valid = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False))
+    if pa.types.is_fixed_size_list(arr.type):
+        dim = arr.type.list_size
+    else:
+        lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
+        dim = int(lengths[valid][0])
+        if np.all(lengths[valid] == dim):  # one length: the flat values, no Python per row
+            out = np.zeros((len(arr), dim), np.float16)
+            out[valid] = pc.list_flatten(arr).to_numpy(zero_copy_only=False) \
+                .astype(np.float16).reshape(-1, dim)
+            return out
+    out = np.zeros((len(arr), dim), np.float16)
     if pa.types.is_fixed_size_list(arr.type):
         flat = arr.values.slice(arr.offset * dim, len(arr) * dim)  # every slot, nulls too
         out[:] = flat.to_numpy(zero_copy_only=False).reshape(len(arr), dim)
@@ -127,14 +158,13 @@ def read_samples(path: str, batch_rows: int = 65536, filesystem: Any = None) -> 
     import pyarrow.dataset as ds
 
     dataset = ds.dataset(path, format="parquet", filesystem=filesystem)
-    names = set(dataset.schema.names)
-    cols = [c for c in (*COLUMNS, "extra", "embedding") if c in names]
     c = _Collector()
-    for batch in dataset.to_batches(columns=cols, batch_size=batch_rows):
-        d = {name: batch.column(name) for name in cols}
-        n = batch.num_rows
-        c.add(d["key"].to_pylist(), d["record_id"].to_pylist() if "record_id" in d else [None] * n,
-              d["bucket"].to_pylist() if "bucket" in d else [None] * n,
-              d["extra"].to_pylist() if "extra" in d else [None] * n,
-              _embedding_column(d["embedding"]) if "embedding" in d else None)
+    for batch in dataset.to_batches(columns=read_columns(dataset.schema.names),
+                                    batch_size=batch_rows):
+        _add_batch(c, batch)
     return c.samples()
+
+
+def read_columns(names: Sequence[str]) -> list[str]:
+    """The columns of a samples table that dedup reads (of those it has)."""
+    return [c for c in (*COLUMNS, "extra", "embedding", "fingerprint") if c in set(names)]

@@ -8,19 +8,19 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from longvid import storage
+from longvid.dedup.filter import DuplicateFilter
 from longvid.errors import NotFoundError
+from longvid.pipelines.dedup_filter import filter_parts
 from longvid.pipelines.plan import Unit
 from longvid.pipelines.uploads import sweep_stale_uploads
 from longvid.schema import REJECTS_SCHEMA
 from longvid.shards import SAMPLES_SCHEMA, ShardInfo, ledger, read_table, write_index
-from longvid.shards.manifest import to_table
 
 SUMMARY_NAME = "summary.json"
 
@@ -49,13 +49,13 @@ def finalize(
     markers: dict[str, ledger.CommitMarker],
     ingest_rejects_uri: str | None,
     run: dict[str, Any],
-    corpus_filter: Callable[[list[dict[str, Any]]], tuple[list, list]] | None = None,
+    corpus_filter: DuplicateFilter | None = None,
 ) -> dict[str, Any]:
     """Write index.json, parts.json and summary.json from the markers (in unit order).
 
-    ``corpus_filter`` (rows → kept rows, reject rows) needs every sample row at once (duplicates,
-    longvid.dedup.filter): when one is configured, the sample parts are read and the parts
-    that lose rows are rewritten; its rejects accumulate in ``rejects.parquet/corpus-filter``."""
+    ``corpus_filter`` (duplicates, longvid.dedup.filter): when one is configured, the
+    partitioned search runs over the sample parts and the parts that lose rows are rewritten;
+    its rejects accumulate in ``rejects.parquet/corpus-filter``."""
     run["stale_uploads_aborted"] = run.get("stale_uploads_aborted", 0) + sweep_stale_uploads(root)
     committed = [markers[u.unit_id] for u in units if u.unit_id in markers]
     shards = [ShardInfo.from_dict(s) for m in committed for s in m.shards]
@@ -107,46 +107,24 @@ def finalize(
 
 
 def apply_corpus_filter(
-    root: str, committed: list[ledger.CommitMarker], corpus_filter: Callable
+    root: str, committed: list[ledger.CommitMarker], corpus_filter: DuplicateFilter
 ) -> tuple[list[dict[str, Any]], int]:
-    """Run the corpus-wide filter over every sample part; rewrite the parts that lose rows.
-    Returns every corpus-filter reject so far (earlier finalizes' included) and the samples
-    kept."""
+    """Run the corpus-wide filter over the sample parts (partitioned: no sample row comes to
+    the driver, longvid.pipelines.dedup_filter); the parts that lose rows are rewritten by
+    their tasks. Returns every corpus-filter reject so far (earlier finalizes' included) and
+    the samples kept."""
     uri = storage.join(root, ledger.REJECTS_PARTS, ledger.CORPUS_REJECTS_PART)
     try:
         earlier = read_table(uri).to_pylist()
     except NotFoundError:  # no corpus-filter reject yet
         earlier = []
-    rows, part_of = [], []
-    for m in committed:
-        if ledger.SAMPLES_PARTS in m.parts:
-            part = read_table(storage.join(root, m.parts[ledger.SAMPLES_PARTS])).to_pylist()
-            rows += part
-            part_of += [m.parts[ledger.SAMPLES_PARTS]] * len(part)
-    kept, rejects = corpus_filter([_embedding_in_extra(r) for r in rows])
-    kept_keys = {r["key"] for r in kept}
-    by_part: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    lost: set[str] = set()
-    for row, part in zip(rows, part_of, strict=True):
-        if row["key"] in kept_keys:
-            by_part[part].append(row)
-        else:
-            lost.add(part)
-    for part in sorted(lost):
-        _write_parquet(storage.join(root, part), to_table(by_part[part], SAMPLES_SCHEMA))
+    parts = [m.parts[ledger.SAMPLES_PARTS] for m in committed if ledger.SAMPLES_PARTS in m.parts]
+    kept, rejects, _ = filter_parts(root, parts, corpus_filter)
     seen = {(r["locator"], r["reason"]) for r in earlier}
     everything = earlier + [r for r in rejects if (r["locator"], r["reason"]) not in seen]
     if everything:
         _write_parquet(uri, pa.Table.from_pylist(everything, schema=REJECTS_SCHEMA))
-    return everything, len(kept)
-
-
-def _embedding_in_extra(row: dict[str, Any]) -> dict[str, Any]:
-    """The row as the corpus filter reads it: the embedding column inside ``extra``."""
-    if row.get("embedding") is None:
-        return row
-    extra = json.loads(row.get("extra") or "{}")
-    return {**row, "extra": {**extra, "embedding": [float(x) for x in row["embedding"]]}}
+    return everything, kept
 
 
 def apply_corpus_rejects(

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from longvid import storage
+from longvid.dedup.fingerprint import from_hex, to_bytes
 from longvid.errors import LongvidError, StorageError
 from longvid.pipelines.config import BuildConfig
 from longvid.pipelines.lineage import tool_versions
@@ -139,11 +140,17 @@ def write_part(root: str, dataset: str, unit_id: str, table: pa.Table) -> str | 
 
 def _embedding_to_column(row: dict[str, Any]) -> dict[str, Any]:
     """The video embedding leaves the JSON ``extra`` for its own float16 list column (a
-    fraction of the bytes, and readable without parsing JSON)."""
+    fraction of the bytes, and readable without parsing JSON); the fingerprint for its own
+    binary column."""
     extra = row.get("extra")
     if isinstance(extra, dict) and extra.get("embedding") is not None:
         extra = dict(extra)
         row = {**row, "extra": extra, "embedding": np.asarray(extra.pop("embedding"), np.float16)}
+    # the perceptual fingerprint likewise: 44 bytes in a binary column instead of 88 hex digits
+    if isinstance(extra, dict) and extra.get("fingerprint") is not None:
+        extra = dict(extra)
+        fp = from_hex(extra.pop("fingerprint"))
+        row = {**row, "extra": extra, "fingerprint": None if fp is None else to_bytes(fp)}
     return row
 
 

@@ -58,6 +58,8 @@ SAMPLES_SCHEMA = pa.schema(
         pa.field("members", pa.list_(MEMBER), nullable=False),  # data offset/size per member
         ("extra", pa.string()),  # JSON object: annotations without a column of their own
         ("embedding", pa.list_(pa.float16())),  # the video embedding (embed stage), or null
+        # perceptual fingerprint (longvid.dedup.fingerprint.to_bytes: 4 frame hashes, colours)
+        ("fingerprint", pa.binary(44)),
     ]
 )
 
