@@ -107,6 +107,11 @@ def test_every_input_is_a_sample_source_or_one_reject(reference_build, build_inp
     assert set(steps) == {"plan", "resume_scan", "ray_start", "units", "ray_stop", "sweep",
                           "finalize"}
     assert steps["ray_start"] > 0 and steps["units"] > 0
+    # each unit task records its process's CPU seconds; the summary adds them up
+    markers = [json.loads(p.read_text()) for p in (root / "ledger").glob("*.json")]
+    assert all(m["stats"]["cpu_seconds"] > 0 for m in markers)
+    assert summary["unit_task_cpu_seconds"] == pytest.approx(
+        sum(m["stats"]["cpu_seconds"] for m in markers), abs=1e-3)
     assert summary["by_source"]["webvid"]["declared_duration_mismatch"] == 1
 
 
