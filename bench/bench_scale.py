@@ -16,7 +16,7 @@
    in-memory catalog it replaced (object arrays + the table), up to ``--old-catalog-max`` rows.
 
     .venv/bin/python bench/bench_scale.py [--big 1000000] [--small 100000] [--units 100000]
-        [--s3-units 20000] [--finalize-units 1000] [--rows-per-unit 1000]
+        [--s3-units 100000] [--finalize-units 1000] [--rows-per-unit 1000]
         [--sections plan,resume,finalize,catalog] [--catalog-rows 1000000,10000000]
 
 Goals (issue 12): 1M-row plan ≤ 1.5 GB and ≤ 1.3x the 100k RSS, in ≤ 60 s on 2 cores; HowTo100M
@@ -120,16 +120,40 @@ def child_resume(root: str, endpoint: str) -> dict:
 
 
 def child_old_resume(root: str, endpoint: str) -> dict:
-    """The resume before issue 12: a GET of every marker (and a HEAD per shard, left out)."""
+    """The resume before issue 12: a GET of every marker (and a HEAD per shard, left out), on
+    the first 2,000 markers (named as ``write_markers`` names them: no LIST here)."""
     from longvid import storage
 
     _configure(endpoint)
     count = _count_requests() if root.startswith("s3://") else [0]
     t = time.perf_counter()
-    files = sorted(storage.list_files(storage.join(root, "ledger"), ".json"))[:2000]
+    files = [storage.join(root, "ledger", f"{marker_id(i)}.json") for i in range(2000)]
     for f in files:
         json.loads(storage.read_bytes(f))
     return {"wall": time.perf_counter() - t, "requests": count[0], "units": len(files)}
+
+
+def child_list_page(root: str, endpoint: str) -> dict:
+    """The server's cost of one LIST request on the markers' folder: the first page of 1,000
+    keys and a page of 1 key (median of 3 each). A server that walks the whole folder for every
+    request costs about the same for both, and more per page the bigger the folder."""
+    import statistics
+
+    from longvid import storage
+    from longvid.storage.s3 import split_uri
+
+    _configure(endpoint)
+    bucket, prefix = split_uri(storage.join(root, "ledger") + "/", need_key=False)
+    client = storage.s3_client()
+    out = {}
+    for keys in (1000, 1):
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=keys)
+            times.append(time.perf_counter() - t)
+        out[f"page_{keys}_s"] = statistics.median(times)
+    return out
 
 
 def child_finalize(root: str, units: str) -> dict:
@@ -263,8 +287,9 @@ def child_catalog_rank(root: str, cache: str, rank: str, world: str) -> dict:
 
 
 CHILDREN = {"catalog": child_catalog, "catalog_old": child_catalog_old,
-            "catalog_rank": child_catalog_rank, "dry_run": child_dry_run, "old_plan": child_old_plan, "resume": child_resume,
-            "old_resume": child_old_resume, "finalize": child_finalize}
+            "catalog_rank": child_catalog_rank, "dry_run": child_dry_run,
+            "old_plan": child_old_plan, "resume": child_resume, "old_resume": child_old_resume,
+            "list_page": child_list_page, "finalize": child_finalize}
 
 
 def run_child(name: str, *args: str, env: dict | None = None) -> dict:
@@ -279,12 +304,16 @@ def run_child(name: str, *args: str, env: dict | None = None) -> dict:
 # --- synthetic commit logs --------------------------------------------------------------------
 
 
+def marker_id(i: int) -> str:
+    return f"u{i:015x}"
+
+
 def write_markers(root: Path, n: int) -> None:
     """``n`` commit markers of the size a real one has (~0.8 KB)."""
     d = root / "ledger"
     d.mkdir(parents=True)
     for i in range(n):
-        uid = f"u{i:015x}"
+        uid = marker_id(i)
         m = {"unit_id": uid, "generation": 0, "counts": {"records": 240, "samples": 500,
                                                          "rejects": 3},
              "parts": {"samples.parquet": f"samples.parquet/{uid}.parquet"},
@@ -344,9 +373,9 @@ def main() -> None:
     ap.add_argument("--small", type=int, default=100_000, help="rows of the small manifests")
     ap.add_argument("--big", type=int, default=1_000_000, help="rows of the big manifest")
     ap.add_argument("--units", type=int, default=100_000, help="committed units to scan locally")
-    ap.add_argument("--s3-units", type=int, default=20_000,
-                    help="committed units to scan on the loopback S3 server (rclone's LIST of one "
-                    "big folder slows down faster than linearly with its size)")
+    ap.add_argument("--s3-units", type=int, default=100_000,
+                    help="committed units to scan on the loopback S3 server (rclone walks the "
+                    "whole folder for every LIST page: its time grows with the square of this)")
     ap.add_argument("--sections", default="plan,resume,finalize,catalog",
                     help="which parts to run (comma-separated)")
     ap.add_argument("--catalog-rows", default="1000000,10000000",
@@ -419,6 +448,8 @@ def bench_resume(args: argparse.Namespace, work: Path) -> None:
     local_build = work / "local-build"
     write_markers(local_build, args.units)
     write_markers(s3root / BUCKET / "build", args.s3_units)
+    small = min(10_000, args.s3_units)
+    write_markers(s3root / BUCKET / "build-small", small)  # the server's page cost vs folder size
     proc, endpoint = start_rclone_s3(s3root, work / "rclone.log")
     env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
            "AWS_REGION": "us-east-1"}
@@ -440,6 +471,13 @@ def bench_resume(args: argparse.Namespace, work: Path) -> None:
                 print(f"\n- S3: {per:.2f} requests per 1,000 units vs goal 2 (ratio {per / 2:.2f});"
                       f" {r['wall']:.1f} s vs goal 30 s (ratio {r['wall'] / 30:.2f}); the "
                       f"per-unit GET needs {oper / max(per, 1e-9):.0f}x the requests")
+        print("\n| server's cost of one LIST request (median of 3) | folder of "
+              f"{small:,} markers | folder of {args.s3_units:,} |\n|---|---|---|")
+        pages = [run_child("list_page", f"s3://{BUCKET}/{d}", endpoint, env=env)
+                 for d in ("build-small", "build")]
+        for keys in (1000, 1):
+            print(f"| page of {keys:,} key(s) | {pages[0][f'page_{keys}_s']:.3f} s | "
+                  f"{pages[1][f'page_{keys}_s']:.3f} s |")
     finally:
         proc.terminate()
         proc.wait()

@@ -103,6 +103,15 @@ def test_every_input_is_a_sample_source_or_one_reject(reference_build, build_inp
     assert sum(summary["rejects_by_reason"].values()) == len(rejects)
     assert set(summary["stage_seconds"]) >= {"probe", "scan", "segment", "cut"}
     assert summary["run"]["source_hours_per_hour"] > 0
+    steps = summary["run"]["driver_seconds"]  # Ray's start and stop timed apart from the job
+    assert set(steps) == {"plan", "resume_scan", "ray_start", "units", "ray_stop", "sweep",
+                          "finalize"}
+    assert steps["ray_start"] > 0 and steps["units"] > 0
+    # each unit task records its process's CPU seconds; the summary adds them up
+    markers = [json.loads(p.read_text()) for p in (root / "ledger").glob("*.json")]
+    assert all(m["stats"]["cpu_seconds"] > 0 for m in markers)
+    assert summary["unit_task_cpu_seconds"] == pytest.approx(
+        sum(m["stats"]["cpu_seconds"] for m in markers), abs=1e-3)
     assert summary["by_source"]["webvid"]["declared_duration_mismatch"] == 1
 
 
@@ -199,6 +208,7 @@ def test_rerun_skips_committed_units_and_changes_nothing(reference_build, build_
     res = run_build(config(build_inputs.manifest_dir, root))
     assert res.summary["run"]["skipped"] == res.summary["units"]["total"]
     assert res.summary["run"]["orphans_removed"] == 2
+    assert "ray_start" not in res.summary["run"]["driver_seconds"]  # nothing ran: no Ray
     assert not orphan.exists() and not temp.exists()
     after = {p.relative_to(root): p.read_bytes() for p in (root / "shards").iterdir()}
     assert after == before

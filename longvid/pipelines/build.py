@@ -275,15 +275,23 @@ def _run(prep: Prepared, pending: list[Unit], progress: Progress) -> bool:
     """Run ``pending`` on Ray (started here unless one is up); True when Ray was started."""
     if not pending:
         return False
+    t = time.monotonic()
     started_ray = connect_ray(prep.cfg)
+    _add_time(prep.timings, "ray_start", t)  # start (or attach to) Ray: a fixed cost per run
     try:
         run_units(prep.cfg, pending, prep.chash, prep.root, prep.rows_uri, progress)
     finally:
         if started_ray:
             import ray
 
+            t = time.monotonic()
             ray.shutdown()
+            _add_time(prep.timings, "ray_stop", t)
     return started_ray
+
+
+def _add_time(timings: dict[str, float], step: str, since: float) -> None:
+    timings[step] = timings.get(step, 0.0) + time.monotonic() - since
 
 
 # a guess for expected shard counts before anything is committed: ~60 KB per source second
@@ -344,7 +352,9 @@ def run_build(cfg: BuildConfig, *, restart: bool = False) -> BuildResult:
     progress = Progress(len(plan.units), cfg.progress, already=len(plan.units) - len(pending))
     t = time.monotonic()
     _run(prep, pending, progress)
-    timings["units"] = time.monotonic() - t
+    # the Ray job itself: Ray's start and shutdown are steps of their own
+    timings["units"] = (time.monotonic() - t - timings.get("ray_start", 0.0)
+                        - timings.get("ray_stop", 0.0))
 
     # check the files against the markers; a unit whose shard went missing runs again
     t = time.monotonic()

@@ -170,13 +170,14 @@ def summarize(
     by_source: dict[str, dict[str, Any]] = defaultdict(dict)
     stage_seconds: dict[str, float] = {}
     reasons: Counter = Counter(ingest_reasons)
-    unit_wall = 0.0
+    unit_wall = unit_cpu = 0.0
     for m in committed:
         for src, counts in m.stats.get("by_source", {}).items():
             _add(by_source[src], counts)
         _add(stage_seconds, m.stats.get("stage_seconds", {}))
         reasons.update(m.stats.get("reject_reasons", {}))
         unit_wall += m.stats.get("wall_seconds", 0.0)
+        unit_cpu += m.stats.get("cpu_seconds", 0.0)
     for src, n in ingest_by_source.items():
         by_source[src]["ingest_rejected"] = by_source[src].get("ingest_rejected", 0) + n
     records = sum(c.get("records", 0) for c in by_source.values())
@@ -210,6 +211,7 @@ def summarize(
         "qa_by_task": qa_by_task(by_source),
         "stage_seconds": {k: round(v, 3) for k, v in sorted(stage_seconds.items())},
         "unit_task_seconds": round(unit_wall, 3),
+        "unit_task_cpu_seconds": round(unit_cpu, 3),
         "source_hours": round(source_seconds / 3600, 4),
         "run": {
             **{k: v for k, v in run.items() if k != "failed"},

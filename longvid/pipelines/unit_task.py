@@ -76,7 +76,9 @@ def _input_records(rec: dict[str, Any]) -> int:
         return 1
 
 
-def unit_stats(works: list[VideoWork], wall: float) -> dict[str, Any]:
+def unit_stats(works: list[VideoWork], wall: float, cpu: float | None = None) -> dict[str, Any]:
+    """Counts and timings of a unit for its marker; ``cpu``: the task process's CPU seconds
+    (all its threads), a measure of the work that other load on the node does not inflate."""
     by_source: dict[str, Counter] = defaultdict(Counter)
     stage_seconds: Counter = Counter()
     reasons: Counter = Counter()
@@ -114,13 +116,16 @@ def unit_stats(works: list[VideoWork], wall: float) -> dict[str, Any]:
         }
         for w in works
     ]
-    return {
+    stats = {
         "videos": videos,
         "by_source": {s: dict(sorted(c.items())) for s, c in sorted(by_source.items())},
         "stage_seconds": {k: round(v, 4) for k, v in sorted(stage_seconds.items())},
         "reject_reasons": dict(sorted(reasons.items())),
         "wall_seconds": round(wall, 4),
     }
+    if cpu is not None:
+        stats["cpu_seconds"] = round(cpu, 4)
+    return stats
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -162,6 +167,7 @@ def write_unit(
     cfg: BuildConfig,
     wall: float,
     extra_stats: dict[str, Any] | None = None,
+    cpu: float | None = None,
 ) -> ledger.CommitMarker:
     """Publish the unit's shards (samples sorted by key) and parts, then its commit marker
     (``extra_stats`` join its stats: lineage of where it ran)."""
@@ -184,7 +190,7 @@ def write_unit(
     check_samples(samples)
     rejects = pa.Table.from_pylist([r.as_row() for w in works for r in w.rejects],
                                    schema=REJECTS_SCHEMA)
-    stats = unit_stats(works, wall)
+    stats = unit_stats(works, wall, cpu)
     videos = pa.Table.from_pylist(stats.pop("videos"), schema=ledger.VIDEOS_SCHEMA)
     parts = {}
     for name, table in ((ledger.SAMPLES_PARTS, samples), (ledger.REJECTS_PARTS, rejects),
@@ -270,13 +276,13 @@ def run_unit(
     done = committed_row(root, unit_id)
     if done is not None:
         return done
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     work_dir = Path(tempfile.mkdtemp(prefix=f"longvid-{unit_id}-", dir=cfg.work_dir))
     try:
         ctx = make_context(cfg, content_hash, work_dir)
         works = process_records(unit_records(manifest, unit["runs"]), ctx)
         marker = write_unit(root, unit_id, unit["generation"], works, cfg,
-                            time.perf_counter() - started)
+                            time.perf_counter() - started, time.process_time() - cpu_started)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     return progress_row(marker)
