@@ -12,8 +12,10 @@ build's probed-videos parts and a rejects table: the streaming scan and table pa
 task per shard of the index (each reads its own rows from the parts; the shards are absent, so
 each reports ``missing_shard`` — capped — and reads no shard bytes), accounting, licences,
 annotations, leakage against an id list, ``--compare`` against the corpus itself and the
-gallery's picks. Duplicates: exact (the synthetic rows carry no hash) and, with ``--dedup``,
-the embedding search (longvid.dedup, benchmarked on its own in bench_dedup.py). The peer is the
+gallery's picks. Duplicates (longvid.dedup, benchmarked on its own in bench_dedup.py) are off by
+default; ``--dedup exact`` adds the exact-hash pass (the synthetic rows carry no hash, so it
+measures the dedup columns the audit streams into longvid.dedup), ``--dedup all`` the embedding
+search too. The peer is the
 same command run by the audit as it was at ``--old-rev`` (extracted with ``git archive``), up to
 ``--old-max`` samples.
 
@@ -197,10 +199,11 @@ def child_audit(root: str) -> dict:
     from longvid.config import load_config
     from longvid.pipelines.audit import run_audit
 
-    dedup = os.environ.get("BENCH_DEDUP") == "1"
+    dedup = os.environ.get("BENCH_DEDUP", "off")
     cfg = load_config(None, AuditConfig, [
         "ray.num_cpus=2", "checks.decode_fraction=0.0", "gallery.per_group=2",
-        f"duplicates.near_cosine={0.95 if dedup else 'null'}",
+        f"duplicates.exact={'false' if dedup == 'off' else 'true'}",
+        f"duplicates.near_cosine={0.95 if dedup == 'all' else 'null'}",
         "duplicates.search.fingerprint_max_bits=null"])
     out = tempfile.mkdtemp(prefix="bench-audit-out-")
     r = run_audit(root, out, cfg, against=f"{root}-eval.txt", compare_with=root).report
@@ -232,8 +235,9 @@ def main() -> None:
                     help="the whole audit (run_audit) instead of the table aggregates")
     ap.add_argument("--old-rev", default="55606a9",
                     help="git revision of the audit before it was out of core (--whole's peer)")
-    ap.add_argument("--dedup", action="store_true",
-                    help="--whole: the embedding duplicate search on too")
+    ap.add_argument("--dedup", choices=("off", "exact", "all"), default="off",
+                    help="--whole: duplicate signals on (off: none; exact: clip hashes; all: "
+                    "and the embedding search)")
     ap.add_argument("--child", nargs=2, metavar=("MODE", "ROOT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -272,8 +276,7 @@ def main() -> None:
 
 def whole(args: argparse.Namespace) -> None:
     """``run_audit`` end to end, new code against the code at ``--old-rev``."""
-    if args.dedup:
-        os.environ["BENCH_DEDUP"] = "1"
+    os.environ["BENCH_DEDUP"] = args.dedup
     repo = Path(__file__).resolve().parents[1]
     print("| samples | audit | driver peak RSS | wall | vs goal 1.5 GB | RSS ratio old/new |")
     print("|---|---|---|---|---|---|")
@@ -297,10 +300,10 @@ def whole(args: argparse.Namespace) -> None:
                 for k in ("samples", "videos", "missing_shards", "leaked", "records"):
                     assert old[k] == new[k], (k, old, new)
             ratio = f"{old['peak_rss'] / new['peak_rss']:.1f}" if old else "—"
-            print(f"| {n:,} | out of core (this tree) | {new['peak_rss'] / 1e6:,.0f} MB | "
+            print(f"| {n:,} | out of core (this tree), dedup {args.dedup} | {new['peak_rss'] / 1e6:,.0f} MB | "
                   f"{new['wall']:.1f} s | {new['peak_rss'] / GOAL_BYTES:.2f} | {ratio} |")
             if old is not None:
-                print(f"| {n:,} | rows on the driver ({args.old_rev}) | "
+                print(f"| {n:,} | rows on the driver ({args.old_rev}), dedup {args.dedup} | "
                       f"{old['peak_rss'] / 1e6:,.0f} MB | {old['wall']:.1f} s | "
                       f"{old['peak_rss'] / GOAL_BYTES:.2f} | |")
             sys.stdout.flush()

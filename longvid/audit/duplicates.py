@@ -114,17 +114,25 @@ def removed_by_build(rejects: Sequence[dict[str, Any]], max_listed: int | None =
 
 
 def _vectors(col: pa.Array) -> np.ndarray | None:
-    """``[b, D]`` float32 from a fixed-size-list embedding column (null rows zero), None when
-    every row is null or the column is not a fixed-size list. float32 as the audit always
-    compared them: a cosine threshold such as 0.999 is finer than float16 resolves."""
+    """``[b, D]`` float32 from an embedding column (a list or fixed-size list; rows that are
+    null or of another length than the most common one are zero), None when no row has one.
+    float32 as the audit always compared them: a cosine threshold such as 0.999 is finer than
+    float16 resolves."""
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
-    if not pa.types.is_fixed_size_list(col.type) or col.null_count == len(col):
+    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)
+            or pa.types.is_fixed_size_list(col.type)) or col.null_count == len(col):
         return None
-    dim = col.type.list_size
-    flat = col.values.slice(col.offset * dim, len(col) * dim)
-    out = flat.to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(col), dim)
-    out[np.asarray(col.is_null().to_numpy(zero_copy_only=False))] = 0
+    lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False)
+    lengths = lengths.astype(np.int64)
+    if not (lengths > 0).any():
+        return None
+    dim = int(np.bincount(lengths[lengths > 0]).argmax())
+    flat = pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.float32)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])  # nulls hold no values
+    ok = lengths == dim
+    out = np.zeros((len(col), dim), np.float32)
+    out[ok] = flat[starts[ok][:, None] + np.arange(dim)]
     return out
 
 
@@ -138,11 +146,13 @@ def _index_in(keys: np.ndarray, known: pa.Array) -> np.ndarray:
 
 def stream_samples(batches: Iterable[pa.RecordBatch], hash_keys: pa.Array,
                    hash_values: pa.Array, emb_keys: Sequence[str],
-                   emb_vectors: Sequence[np.ndarray]) -> Samples:
+                   emb_vectors: Sequence[np.ndarray], *, hashes: bool = True,
+                   embeddings: bool = True, fingerprints: bool = True) -> Samples:
     """The dedup columns of the accepted samples, a batch of the sample table at a time
     (``key, record_id, bucket, extra, embedding``; longvid.dedup's ``samples_from_rows`` per
     batch, the embedding column copied as an array): hashes and vectors from the table or,
-    where it has none, the ones the shard tasks read (``hash_*``, ``emb_*``)."""
+    where it has none, the ones the shard tasks read (``hash_*``, ``emb_*``). A signal that is
+    off (``hashes``, ``embeddings``, ``fingerprints``) keeps no column."""
     known_emb = pa.array(list(emb_keys), pa.string())
     parts: list[Samples] = []
     for b in batches:
@@ -172,6 +182,12 @@ def stream_samples(batches: Iterable[pa.RecordBatch], hash_keys: pa.Array,
                 if not e[i].any() and len(emb_vectors[at[i]]) == dim:
                     e[i] = emb_vectors[at[i]]
             s.embeddings = e
+        if not hashes:
+            s.content_hashes = np.full(len(s.keys), None, dtype=object)
+        if not embeddings:
+            s.embeddings = None
+        if not fingerprints:
+            s.fp_hashes = s.fp_colours = s.fp_valid = None
         parts.append(s)
     return _concat(parts)
 

@@ -1,16 +1,23 @@
-"""``longvid audit``: the Ray job that checks a built corpus and writes its report.
+"""``longvid audit``: the Ray job that checks a built corpus and writes its report, out of core.
 
-1. Read the small corpus files (index, rejects, summaries, ledger) on the driver, and scan the
-   sample table (a Parquet file or dataset folder) batch by batch for the aggregates
-   (:mod:`longvid.audit.scan`: numpy/Arrow accumulators, no Python object per sample).
-2. One Ray Data task per shard (:func:`longvid.audit.shardcheck.audit_shard`): verify size,
-   checksum, headers and member offsets, parse every KEY.json, hash every clip, decode a picked
-   fraction of them. Remote shards are read once each, by the worker that checks them.
-3. Duplicates (:mod:`longvid.dedup`, the build filter's search): exact pairs by a Ray Data
-   group-by of clip hashes, embedding and fingerprint pairs inside k-means clusters.
-4. On the driver: accounting, leakage (``against``: ids, embeddings and fingerprints of
-   evaluation videos), comparison (``compare_with``), verdicts; then ``OUT/report.json``,
-   ``OUT/index.html`` and ``OUT/duplicates.parquet``.
+1. Read the small corpus files (index, rejects, summaries, the probed videos' columns) on the
+   driver, and stream the sample table twice, batch by batch: the aggregates
+   (:mod:`longvid.audit.scan`) and the table pass (:mod:`longvid.audit.tablepass`: which parts
+   hold each shard, licences, per-record counts, the gallery's picks). No row list, no Python
+   object per sample stays on the driver.
+2. One Ray Data task per shard (:mod:`longvid.audit.shardtask`): it reads its own rows from the
+   parts that hold its shard, verifies size, checksum, headers and member offsets, parses every
+   KEY.json, hashes the clips that need it, decodes a picked fraction, and sends back a summary
+   (counts, histogram inputs, the first ``checks.max_listed`` problems of each reason and their
+   totals), folded on the driver in index order as it arrives.
+3. Duplicates (:mod:`longvid.dedup`, the build filter's search) on the dedup columns streamed
+   from the table: exact pairs by a Ray Data group-by of clip hashes, embedding and fingerprint
+   pairs inside k-means clusters.
+4. Accounting (Arrow per-record tables: manifest, ledger, samples, rejects), leakage
+   (``against``: the evaluation ids as the hash set, the corpus streamed past it; embeddings and
+   fingerprints of evaluation videos), comparison (``compare_with``), verdicts; then
+   ``OUT/report.json``, ``OUT/index.html`` and ``OUT/duplicates.parquet``. ``run.audit`` says how
+   many shards and samples were read and how long each part took (``part_seconds``).
 
 Local Ray by default; ``ray.address`` or RAY_ADDRESS for a cluster (every worker must reach the
 corpus root).
@@ -30,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -173,18 +181,32 @@ def check_shards(corpus: Corpus, tp: TablePass, cfg: AuditConfig, progress: bool
 DEDUP_COLUMNS = ["key", "record_id", "bucket", "extra", "embedding"]
 
 
-def dedup_samples(corpus: Corpus, st: ShardTotals) -> Samples:
+def dedup_samples(corpus: Corpus, st: ShardTotals, cfg: AuditConfig, videos: bool
+                  ) -> Samples | None:
     """The dedup columns of every sample, streamed from the table (plus what the shard tasks
-    read where the table has no hash or vector)."""
+    read where the table has no hash or vector): only the signals that are on (``videos``:
+    leakage against evaluation videos needs embeddings and fingerprints). None when every
+    signal is off."""
+    dc = cfg.duplicates
+    fingerprints = dc.search.fingerprint_max_bits is not None
+    embeddings = dc.near_cosine is not None or videos
+    if not (dc.exact or embeddings or fingerprints):
+        return None
     keys, hashes = st.computed_hashes()
     return stream_samples(iter_batches(corpus.samples_uri, DEDUP_COLUMNS), keys, hashes,
-                          st.emb_keys, st.emb_vectors)
+                          st.emb_keys, st.emb_vectors, hashes=dc.exact, embeddings=embeddings,
+                          fingerprints=fingerprints)
 
 
-def find_corpus_duplicates(s: Samples, cfg: AuditConfig) -> DedupResult:
+def find_corpus_duplicates(s: Samples | None, rows: int, cfg: AuditConfig) -> DedupResult:
     """The duplicates table: exact pairs by a Ray Data group-by of the clip hashes, the rest by
-    longvid.dedup (the build filter's search)."""
+    longvid.dedup (the build filter's search); an empty one when every signal is off."""
     dc = cfg.duplicates
+    if s is None:
+        z = np.zeros(0, dtype=object)
+        found = find_duplicates(Samples(z, z, z), dc.search, exact=False)
+        found.stats["samples"] = rows
+        return found
     exact = None
     if dc.exact and len(s.keys):
         exact = exact_pairs_ray(pa.array(s.keys.astype(str), pa.string()),
@@ -196,8 +218,6 @@ def find_corpus_duplicates(s: Samples, cfg: AuditConfig) -> DedupResult:
 def fingerprint_check(s: Samples, videos: list[str], cfg: AuditConfig) -> dict[str, Any]:
     """Samples that are copies of evaluation videos by perceptual fingerprint (every frame of
     each evaluation video hashed; longvid.dedup.leaks)."""
-    import numpy as np
-
     search = cfg.duplicates.search
     out: dict[str, Any] = {"videos": len(videos), "checked": False,
                            "max_bits": search.fingerprint_max_bits}
@@ -239,12 +259,10 @@ def fingerprint_check(s: Samples, videos: list[str], cfg: AuditConfig) -> dict[s
 LEAK_COLUMNS = ["key", "record_id", "video_id", "duration"]
 
 
-def check_leakage(corpus: Corpus, s: Samples, st: ShardTotals, against: str,
+def check_leakage(corpus: Corpus, s: Samples | None, st: ShardTotals, against: str,
                   cfg: AuditConfig) -> dict[str, Any]:
     """Id matches (always; the corpus streamed against the evaluation ids) and embedding and
     fingerprint matches (video files)."""
-    import numpy as np
-
     lc = cfg.leakage
     videos: list[str] = []
     if is_video_input(against, lc.video_exts):
@@ -266,7 +284,7 @@ def check_leakage(corpus: Corpus, s: Samples, st: ShardTotals, against: str,
                 f"{', '.join(m['records'])} of {m['samples']} sample(s), e.g. {k}")
         for m in ids["matches"] for k in m["keys"][:1]
     ]
-    if videos:
+    if videos and s is not None:
         have = (np.abs(s.embeddings).sum(axis=1) > 0 if s.embeddings is not None
                 else np.zeros(len(s.keys), bool))
         embs = s.embeddings[have].astype(np.float32) if have.any() else None
@@ -376,8 +394,9 @@ def run_audit(root: str, out: str, cfg: AuditConfig | None = None, *,
         with part("shards"):
             st = check_shards(corpus, tp, cfg, progress)
         with part("duplicates", f"audit: duplicates among {scan.rows} samples"):
-            samples = dedup_samples(corpus, st)
-            found = find_corpus_duplicates(samples, cfg)
+            videos = bool(against) and is_video_input(against, cfg.leakage.video_exts)
+            samples = dedup_samples(corpus, st, cfg, videos)
+            found = find_corpus_duplicates(samples, scan.rows, cfg)
     finally:
         if started_ray:
             import ray
