@@ -150,6 +150,7 @@ def check_shards(corpus: Corpus, tp: TablePass, cfg: AuditConfig, progress: bool
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.verbose_stats_logs = False
+        was_ordered = ctx.execution_options.preserve_order
         ctx.execution_options.preserve_order = True  # index order: a report that repeats
         shared_ref = ray.put((tp.shared_sizes, dropped))
         ds = ray.data.from_items(items, override_num_blocks=len(items))
@@ -172,6 +173,7 @@ def check_shards(corpus: Corpus, tp: TablePass, cfg: AuditConfig, progress: bool
                 print(f"audit: shards {done}/{len(items)}, {totals.rows} samples, "
                       f"{totals.bytes / 1e6:.1f} MB ({totals.bytes / 1e6 / took:.1f} MB/s, "
                       f"~{eta:.0f} s left)", file=sys.stderr, flush=True)
+        ctx.execution_options.preserve_order = was_ordered
     finally:
         if started_ray:
             ray.shutdown()
