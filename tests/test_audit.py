@@ -439,7 +439,7 @@ def _timings_dropped(report: dict) -> dict:
     out = json.loads(json.dumps(report))
     for k in ("wall_seconds", "shard_pass_seconds", "mb_per_second", "task_seconds",
               "duplicates_seconds", "leakage_seconds", "gallery_seconds", "scan_seconds",
-              "report_seconds"):
+              "report_seconds", "part_seconds"):
         out["run"]["audit"].pop(k, None)
     return out
 

@@ -9,18 +9,19 @@ rest make the accounting and run sections richer and are reported as absent when
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from longvid import storage
 from longvid.audit.scan import SampleScan, iter_batches, samples_exist, scan_samples
-from longvid.dedup.fingerprint import from_bytes, to_hex
 from longvid.errors import FormatError, NotFoundError
-from longvid.shards import SAMPLES_SCHEMA, ShardIndex, ledger, read_index, read_table
-from longvid.shards.manifest import SAMPLES_NAME, parse_extra
+from longvid.shards import ShardIndex, ledger, read_index, read_table
+from longvid.shards.manifest import SAMPLES_NAME
 
 REJECTS_NAME = "rejects.parquet"
 SUMMARY_NAME = "summary.json"
@@ -29,50 +30,46 @@ INGEST_DIR = "ingest"
 
 @dataclass
 class Corpus:
-    """The tables of one built corpus (``samples`` and ``rejects`` as lists of row dicts)."""
+    """The small tables of one built corpus, and where the big ones are: the sample table and
+    the ingest manifest are never read whole here, only streamed (:mod:`longvid.audit.scan`,
+    :meth:`manifest_batches`); the probed videos are an Arrow table of three columns."""
 
     root: str
     index: ShardIndex
     rejects: list[dict[str, Any]]
     summary: dict[str, Any] | None = None
     ingest_summary: dict[str, Any] | None = None
-    manifest: list[dict[str, Any]] | None = None  # ingest/manifest.parquet rows (no texts)
-    ledger_records: dict[str, str] = field(default_factory=dict)  # record id → unit id
-    ledger_videos: list[dict[str, Any]] = field(default_factory=list)  # per probed video
+    manifest_uri: str | None = None  # ingest/manifest.parquet when the build ingested itself
+    manifest_rows: int | None = None  # its row count (Parquet metadata)
+    ledger_videos: pa.Table = field(default_factory=lambda: _videos_table([]))
     shard_files: list[str] | None = None  # every file under shards/ (relative urls)
 
-    @cached_property
-    def samples(self) -> list[dict[str, Any]]:
-        """Every sample row as a dict, read on first use. Only the parts of the audit that
-        still need rows (the shard work lists, duplicates, gallery, accounting, leakage) read
-        this; the aggregates come from :attr:`scan`."""
-        uri = storage.join(self.root, SAMPLES_NAME)
-        batches = list(iter_batches(uri, SAMPLES_SCHEMA.names))
-        return pa.Table.from_batches(batches).to_pylist() if batches else []
+    @property
+    def samples_uri(self) -> str:
+        return storage.join(self.root, SAMPLES_NAME)
 
     @cached_property
     def scan(self) -> SampleScan:
         """The streaming aggregates of ``samples.parquet`` (:mod:`longvid.audit.scan`), read on
         first use."""
-        return scan_samples(storage.join(self.root, SAMPLES_NAME))
+        return scan_samples(self.samples_uri)
 
-    @cached_property
-    def extras(self) -> list[dict[str, Any]]:
-        """The ``extra`` JSON of each sample row, parsed once (``{}`` when absent or
-        unreadable)."""
-        return [_with_embedding(parse_extra(r.get("extra")), r) for r in self.samples]
+    def manifest_batches(self, columns: list[str]) -> Iterator[pa.RecordBatch]:
+        """The ingest manifest a batch at a time (nothing when there is none)."""
+        if self.manifest_uri is None:
+            return iter(())
+        return iter_batches(self.manifest_uri, columns)
 
 
-def _with_embedding(extra: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
-    """A build keeps the video embedding in its own column; the audit's checks look for it in
-    ``extra`` as older corpora have it."""
-    fp = from_bytes(row.get("fingerprint"))  # likewise the fingerprint (its own column)
-    if fp is not None:
-        extra = {**extra, "fingerprint": to_hex(fp)}
-    emb = row.get("embedding")
-    if emb is None or extra.get("embedding") is not None:
-        return extra
-    return {**extra, "embedding": [float(x) for x in emb]}
+VIDEO_COLUMNS = ["record_id", "duration", "fps", "declared_mismatch"]
+
+
+def _videos_table(tables: list[pa.Table]) -> pa.Table:
+    schema = ledger.VIDEOS_SCHEMA
+    empty = pa.table({c: pa.array([], schema.field(c).type) for c in VIDEO_COLUMNS})
+    if not tables:
+        return empty
+    return pa.concat_tables([t.select(VIDEO_COLUMNS).cast(empty.schema) for t in tables])
 
 
 def _json(uri: str) -> dict[str, Any] | None:
@@ -99,26 +96,36 @@ def _rows(uri: str, columns: list[str] | None = None) -> list[dict[str, Any]] | 
     return table.to_pylist()
 
 
-MANIFEST_COLUMNS = [
-    "record_id", "source", "video_id", "declared_duration", "declared_fps", "declared_width",
-    "declared_height", "licence", "locator", "raw",
-]
-
-
-def _unit_videos(root: str) -> list[tuple[str, list[dict[str, Any]]]]:
-    """Per committed unit: its id and the probe results of its videos (the build's
-    ``videos.parquet/<unit_id>.parquet`` parts)."""
+def _unit_videos(root: str) -> pa.Table:
+    """What the build's probe measured, per record: the ``record_id``, ``duration``, ``fps``
+    and ``declared_mismatch`` columns of the ``videos.parquet/<unit_id>.parquet`` parts (one
+    LIST, four columns read)."""
     try:
         parts = storage.list_files(storage.join(root, ledger.VIDEOS_PARTS), ".parquet")
     except NotFoundError:
-        return []
-    out = []
+        return _videos_table([])
+    tables = []
     for part in parts:
-        unit_id = part.rsplit("/", 1)[-1][: -len(".parquet")]
         if part.endswith("/" + ledger.EMPTY_PART):
             continue
-        out.append((unit_id, read_table(part).to_pylist()))
-    return out
+        t = pa.Table.from_batches(list(iter_batches(part, VIDEO_COLUMNS)))
+        if t.num_rows:
+            tables.append(t)
+    return _videos_table(tables)
+
+
+def _row_count(uri: str) -> int | None:
+    try:
+        if storage.is_remote(uri):
+            return pq.ParquetFile(pa.BufferReader(storage.read_bytes(uri))).metadata.num_rows
+        return pq.ParquetFile(uri[len("file://"):] if uri.startswith("file://") else uri
+                              ).metadata.num_rows
+    except NotFoundError:
+        return None
+    except (pa.ArrowInvalid, OSError) as exc:
+        if not storage.exists(uri):
+            return None
+        raise FormatError(f"{uri}: not a readable Parquet file: {exc}") from None
 
 
 def load_corpus(root: str) -> Corpus:
@@ -140,11 +147,10 @@ def load_corpus(root: str) -> Corpus:
     corpus = Corpus(root=root, index=index, rejects=rejects)
     corpus.summary = _json(storage.join(root, SUMMARY_NAME))
     corpus.ingest_summary = _json(storage.join(root, INGEST_DIR, "ingest_summary.json"))
-    corpus.manifest = _rows(storage.join(root, INGEST_DIR, "manifest.parquet"), MANIFEST_COLUMNS)
-    for unit_id, videos in _unit_videos(root):
-        for v in videos:
-            corpus.ledger_records[v["record_id"]] = unit_id
-        corpus.ledger_videos.extend(videos)
+    manifest = storage.join(root, INGEST_DIR, "manifest.parquet")
+    corpus.manifest_rows = _row_count(manifest)
+    corpus.manifest_uri = manifest if corpus.manifest_rows is not None else None
+    corpus.ledger_videos = _unit_videos(root)
     base = storage.join(root, ledger.SHARDS_DIR)
     try:
         files = storage.list_files(base)

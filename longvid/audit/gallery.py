@@ -31,27 +31,107 @@ def pick_key(seed: int, key: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big")
 
 
+class Picker:
+    """The seeded random pick, fed a batch at a time: per ``(source, bucket)`` a heap of the
+    ``per_group`` rows first in the seeded order (a max-heap of the smallest, by negated
+    keys). Only rows that enter a heap become dicts."""
+
+    def __init__(self, per_group: int, seed: int):
+        self.per_group, self.seed = per_group, seed
+        self.heaps: dict[tuple[str, str], list[tuple[int, str, Any]]] = defaultdict(list)
+
+    def add(self, rows: Sequence[dict[str, Any]]) -> None:
+        for r in rows:
+            self._offer(str(r.get("source")), str(r.get("bucket")), str(r["key"]), r)
+
+    def add_batch(self, batch: Any) -> None:
+        """A pyarrow RecordBatch with at least ``key``, ``source``, ``bucket``."""
+        keys = batch.column("key").to_pylist()
+        sources = batch.column("source").to_pylist()
+        buckets = batch.column("bucket").to_pylist()
+        entered = []
+        for i, k in enumerate(keys):
+            if self._offer(str(sources[i]), str(buckets[i]), str(k), i):
+                entered.append(i)
+        if entered:
+            # the row dicts of this batch's survivors only
+            rows = dict(zip(entered, batch.take(entered).to_pylist(), strict=True))
+            for h in self.heaps.values():
+                for j, (neg, key, ref) in enumerate(h):
+                    if isinstance(ref, int):
+                        h[j] = (neg, key, rows[ref])
+
+    def _offer(self, source: str, bucket: str, key: str, ref: Any) -> bool:
+        if self.per_group <= 0:
+            return False
+        h = self.heaps[(source, bucket)]
+        item = (-pick_key(self.seed, key), key, ref)
+        if len(h) < self.per_group:
+            heapq.heappush(h, item)
+            return True
+        if item[:2] > h[0][:2]:
+            heapq.heapreplace(h, item)
+            return True
+        return False
+
+    def result(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        return {g: [r for _, _, r in sorted(h, key=lambda x: x[:2], reverse=True)]
+                for g, h in sorted(self.heaps.items()) if h}
+
+
 def picks(rows: Sequence[dict[str, Any]], per_group: int, seed: int
           ) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """``(source, bucket) → rows`` first in the seeded order, in one pass with a bounded heap
-    per group (a max-heap of the ``per_group`` smallest, by negated keys)."""
-    heaps: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
-    for i, r in enumerate(rows):
-        h = heaps[(str(r.get("source")), str(r.get("bucket")))]
-        item = (-pick_key(seed, r["key"]), i)
-        if len(h) < per_group:
-            heapq.heappush(h, item)
-        elif item > h[0]:
-            heapq.heapreplace(h, item)
-    return {g: [rows[i] for _, i in sorted(h, reverse=True)] for g, h in sorted(heaps.items())}
+    """``(source, bucket) → rows`` first in the seeded order (:class:`Picker` over a list)."""
+    p = Picker(per_group, seed)
+    p.add(rows)
+    return p.result()
+
+
+class Extremes:
+    """The ``n`` longest and ``n`` shortest samples (ties by key), fed a batch at a time: each
+    batch's own top ``n`` by an Arrow sort, merged with the ones so far."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.longest: list[dict[str, Any]] = []
+        self.shortest: list[dict[str, Any]] = []
+
+    @staticmethod
+    def _order(r: dict[str, Any]) -> tuple[float, str]:
+        return float(r.get("duration") or 0), str(r["key"])
+
+    def add(self, rows: Sequence[dict[str, Any]]) -> None:
+        self.longest = heapq.nlargest(self.n, [*self.longest, *rows], key=self._order)
+        self.shortest = heapq.nsmallest(self.n, [*self.shortest, *rows], key=self._order)
+
+    def add_batch(self, batch: Any) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if self.n <= 0 or batch.num_rows == 0:
+            return
+        dur = batch.column("duration")
+        dur = pc.fill_null(pc.cast(dur, pa.float64()), 0.0) if not pa.types.is_null(
+            dur.type) else pa.array(np.zeros(batch.num_rows))
+        t = pa.table({"d": dur, "k": pc.cast(batch.column("key"), pa.string())})
+        for order, keep in (("descending", "longest"), ("ascending", "shortest")):
+            idx = pc.sort_indices(t, sort_keys=[("d", order), ("k", order)])[: self.n]
+            rows = batch.take(idx).to_pylist()
+            if keep == "longest":
+                self.longest = heapq.nlargest(self.n, [*self.longest, *rows], key=self._order)
+            else:
+                self.shortest = heapq.nsmallest(self.n, [*self.shortest, *rows],
+                                                key=self._order)
+
+    def result(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return self.longest, self.shortest
 
 
 def extremes(rows: Sequence[dict[str, Any]], n: int) -> tuple[list[dict], list[dict]]:
     """The ``n`` longest and ``n`` shortest samples (ties by key)."""
-    dur = lambda r: float(r.get("duration") or 0)  # noqa: E731
-    longest = heapq.nlargest(n, rows, key=lambda r: (dur(r), r["key"]))
-    shortest = heapq.nsmallest(n, rows, key=lambda r: (dur(r), r["key"]))
-    return longest, shortest
+    e = Extremes(n)
+    e.add(rows)
+    return e.result()
 
 
 class StripWriter:
@@ -112,36 +192,39 @@ def entry(root: str, row: dict[str, Any], strip: Callable[..., list[str]], max_i
             "caption": row.get("caption"), "events": events, "qa": qa, "frames": strip(row)}
 
 
-def build_gallery(root: str, out: str, rows: Sequence[dict[str, Any]],
-                  dup_groups: Sequence[dict[str, Any]], rejects: Sequence[dict[str, Any]],
-                  cfg: Any) -> dict[str, Any]:
-    """The gallery section of the report (``cfg``: ``AuditConfig.gallery``); writes the
-    frames under ``out/gallery/``."""
+def build_gallery(root: str, out: str, picked: dict[tuple[str, str], list[dict[str, Any]]],
+                  longest: Sequence[dict[str, Any]], shortest: Sequence[dict[str, Any]],
+                  dup_groups: Sequence[dict[str, Any]], dup_rows: dict[str, dict[str, Any]],
+                  reject_examples: Sequence[dict[str, Any]], cfg: Any) -> dict[str, Any]:
+    """The gallery section of the report (``cfg``: ``AuditConfig.gallery``) from what the
+    streaming pass chose (``picked``, ``longest``, ``shortest``; ``dup_rows``: the rows of the
+    listed duplicate groups' members); writes the frames under ``out/gallery/``."""
     strip = StripWriter(root, out, cfg.frames, cfg.height, cfg.jpeg_quality)
     groups = [{"source": s, "bucket": b,
                "samples": [entry(root, r, strip, cfg.max_items) for r in chosen]}
-              for (s, b), chosen in picks(rows, cfg.per_group, cfg.seed).items()]
-    by_key = {r["key"]: r for r in rows} if dup_groups else {}
+              for (s, b), chosen in sorted(picked.items())]
     dups = []
     for g in dup_groups[: cfg.duplicate_groups]:
         members = [(g["kept"], None, "kept")] + [
             (m["key"], m["similarity"], m["signal"]) for m in g["members"][:3]]
         dups.append({"kept": g["kept"], "samples": [
             {"key": k, "similarity": sim, "signal": sig,
-             "frames": strip(by_key[k], 2) if k in by_key else []} for k, sim, sig in members]})
-    longest, shortest = extremes(rows, cfg.extremes)
-    examples: dict[str, dict[str, Any]] = {}
-    for r in rejects:
-        reason = str(r.get("reason"))
-        if reason not in examples:
-            examples[reason] = {"reason": reason, "stage": r.get("stage"),
-                                "record_id": r.get("record_id"), "locator": r.get("locator"),
-                                "detail": r.get("detail")}
+             "frames": strip(dup_rows[k], 2) if k in dup_rows else []}
+            for k, sim, sig in members]})
     return {
         "seed": cfg.seed, "per_group": cfg.per_group,
         "groups": groups,
         "duplicates": dups,
         "longest": [entry(root, r, strip, cfg.max_items) for r in longest],
         "shortest": [entry(root, r, strip, cfg.max_items) for r in shortest],
-        "rejects": [examples[k] for k in sorted(examples)],
+        "rejects": list(reject_examples),
     }
+
+
+def gallery_keys(dup_groups: Sequence[dict[str, Any]], cfg: Any) -> set[str]:
+    """The sample keys whose rows the duplicate cards need."""
+    out: set[str] = set()
+    for g in dup_groups[: cfg.duplicate_groups]:
+        out.add(g["kept"])
+        out.update(m["key"] for m in g["members"][:3])
+    return out

@@ -312,7 +312,7 @@ def duplicates_html(r: dict[str, Any]) -> str:
                        some([f"{m['key']} ({m['signal']} {fmt(m['similarity'])})"
                              for m in g["members"]], 4)) for g in d["list"]], mono=(0, 4)))
     rb = d.get("removed_by_build") or []
-    out.append(f"<h3>Removed by the build as duplicates ({sum(len(x['removed']) for x in rb)})"
+    out.append(f"<h3>Removed by the build as duplicates ({sum(x.get('count', len(x['removed'])) for x in rb)})"
                "</h3>")
     out.append(table(["kind", "kept", "removed"],
                      [(x["kind"], x["kept"], some(x["removed"])) for x in rb], mono=(1, 2)))

@@ -16,11 +16,12 @@ ways to find them:
 from __future__ import annotations
 
 import csv
+import heapq
 import io
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -212,46 +213,130 @@ def _urls_in(raw: Any) -> list[str]:
     return out
 
 
-def corpus_ids(samples: list[dict[str, Any]], manifest: list[dict[str, Any]] | None
+def corpus_ids(samples: Iterable[dict[str, Any]], manifest: Iterable[dict[str, Any]] | None
                ) -> dict[str, set[str]]:
-    """normalised id → record ids that carry it (video ids, record ids, ids in release URLs)."""
+    """normalised id → record ids that carry it (video ids, record ids, ids in release URLs).
+    Every id of the corpus: for small inputs and tests; the audit probes with the evaluation
+    ids instead (:func:`id_leaks_stream`)."""
     out: dict[str, set[str]] = defaultdict(set)
     for r in samples:
         rid = str(r.get("record_id"))
-        out[rid].add(rid)
-        if r.get("video_id"):
-            out[normalise_id(str(r["video_id"]))].add(rid)
-            out[str(r["video_id"])].add(rid)
+        for i in _row_ids(r):
+            out[i].add(rid)
     for m in manifest or []:
-        rid = str(m["record_id"])
-        for url in _urls_in(m.get("raw")):
-            yt = youtube_id(url)
-            if yt:
-                out[yt].add(rid)
+        for yt in _manifest_ids(m):
+            out[yt].add(str(m["record_id"]))
     return out
+
+
+def _row_ids(r: dict[str, Any]) -> list[str]:
+    """The ids one sample row carries: its record id, its video id as written and normalised."""
+    rid = str(r.get("record_id"))
+    out = [rid]
+    if r.get("video_id"):
+        out += [normalise_id(str(r["video_id"])), str(r["video_id"])]
+    return out
+
+
+def _manifest_ids(m: dict[str, Any]) -> list[str]:
+    """The YouTube ids inside the URLs of a manifest row's raw release metadata."""
+    return [yt for url in _urls_in(m.get("raw")) if (yt := youtube_id(url))]
+
+
+Batches = Iterable[Sequence[dict[str, Any]]]
 
 
 def id_leaks(items: list[EvalItem], samples: list[dict[str, Any]],
              manifest: list[dict[str, Any]] | None, max_keys: int) -> dict[str, Any]:
-    """Evaluation items whose id a corpus record carries, with the samples of those records."""
-    ids = corpus_ids(samples, manifest)
-    by_record: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in samples:
-        by_record[str(r.get("record_id"))].append(r)
+    """Evaluation items whose id a corpus record carries, with the samples of those records
+    (:func:`id_leaks_stream` over lists)."""
+    return id_leaks_stream(items, lambda: [samples], [manifest or []], max_keys)
+
+
+def id_leaks_stream(items: list[EvalItem], sample_batches: Callable[[], Batches],
+                    manifest_batches: Batches, max_keys: int) -> dict[str, Any]:
+    """:func:`id_leaks` with the corpus streamed: the evaluation ids are the hash set (small),
+    the corpus rows probe it a batch at a time. ``sample_batches()`` gives the rows (``key``,
+    ``record_id``, ``video_id``, ``duration``) afresh: one pass finds the records that carry an
+    evaluation id, a second adds up their samples (bounded by the matches: ``max_keys`` keys
+    per record)."""
+    wanted = {it.id for it in items} | {it.raw for it in items}
+    carriers: dict[str, set[str]] = defaultdict(set)  # evaluation id → record ids
+    for batch in manifest_batches:
+        for m in batch:
+            for yt in _manifest_ids(m):
+                if yt in wanted:
+                    carriers[yt].add(str(m["record_id"]))
+    norm: dict[str, str] = {}
+    for batch in sample_batches():
+        for r in batch:
+            rid = str(r.get("record_id"))
+            if rid in wanted:
+                carriers[rid].add(rid)
+            v = r.get("video_id")
+            if v:
+                v = str(v)
+                if v not in norm:
+                    if len(norm) > 100_000:  # a cache, not a table of every id
+                        norm.clear()
+                    norm[v] = normalise_id(v)
+                for i in (norm[v], v):
+                    if i in wanted:
+                        carriers[i].add(rid)
+    matched = set().union(*carriers.values()) if carriers else set()
+    per_record: dict[str, list[Any]] = {}  # rid → [samples, seconds, max-heap of smallest keys]
+    if matched:
+        for batch in sample_batches():
+            for r in batch:
+                rid = str(r.get("record_id"))
+                if rid not in matched:
+                    continue
+                rec = per_record.setdefault(rid, [0, 0.0, []])
+                rec[0] += 1
+                rec[1] += float(r.get("duration") or 0)
+                _keep_smallest(rec[2], str(r["key"]), max_keys)
     matches = []
-    leaked_keys: set[str] = set()
     for it in items:
-        records = sorted(ids.get(it.id, set()) | ids.get(it.raw, set()))
+        records = sorted(carriers.get(it.id, set()) | carriers.get(it.raw, set()))
         if not records:
             continue
-        rows = [r for rid in records for r in by_record.get(rid, [])]
-        leaked_keys.update(r["key"] for r in rows)
+        recs = [per_record[x] for x in records if x in per_record]
+        keys = sorted(k for rec in recs for k in _heap_keys(rec[2]))[:max_keys]
         matches.append({
             "eval": it.raw, "id": it.id, "where": it.where, "records": records,
-            "samples": len(rows),
-            "hours": round(sum(float(r.get("duration") or 0) for r in rows) / 3600, 6),
-            "keys": sorted(r["key"] for r in rows)[:max_keys],
+            "samples": sum(rec[0] for rec in recs),
+            "hours": round(sum(rec[1] for rec in recs) / 3600, 6),
+            "keys": keys,
         })
-    hours = sum(float(r.get("duration") or 0) for r in samples if r["key"] in leaked_keys)
+    leaked = [per_record[x] for x in matched if x in per_record]
     return {"eval_items": len(items), "matched_items": len(matches),
-            "samples": len(leaked_keys), "hours": round(hours / 3600, 6), "matches": matches}
+            "samples": sum(rec[0] for rec in leaked),
+            "hours": round(sum(rec[1] for rec in leaked) / 3600, 6), "matches": matches}
+
+
+def _keep_smallest(heap: list[str], key: str, n: int) -> None:
+    """A max-heap (negated by a wrapper) of the ``n`` smallest keys."""
+    item = _Rev(key)
+    if len(heap) < n:
+        heapq.heappush(heap, item)
+    elif item > heap[0]:
+        heapq.heapreplace(heap, item)
+
+
+def _heap_keys(heap: list[Any]) -> list[str]:
+    return [x.key for x in heap]
+
+
+class _Rev:
+    """A key ordered backwards, so heapq's min-heap keeps the largest of the smallest on top."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str):
+        self.key = key
+
+    def __lt__(self, other: _Rev) -> bool:
+        return self.key > other.key
+
+    def __gt__(self, other: _Rev) -> bool:
+        return self.key < other.key

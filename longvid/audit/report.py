@@ -17,20 +17,21 @@ from longvid.audit.checks import verdicts
 from longvid.audit.config import AuditConfig
 from longvid.audit.corpus import Corpus
 from longvid.audit.scan import duplicate_keys
-from longvid.audit.stats import histogram, histogram_array, hours, ranked
-from longvid.dedup import DedupResult, Pairs, find_duplicates
+from longvid.audit.shardtask import ShardTotals
+from longvid.audit.stats import histogram_array, hours, ranked
+from longvid.audit.tablepass import TablePass, licence_cells
+from longvid.dedup import DedupResult
 
 REPORT_FORMAT = "longvid-audit-v1"
 
 
 def _probed_seconds(corpus: Corpus) -> pa.Table:
     """``(record_id, seconds)`` of every probed source video (the last probe of an id wins)."""
-    ids = [str(v.get("record_id")) for v in corpus.ledger_videos]
-    secs = [float(v.get("duration") or 0) for v in corpus.ledger_videos]
-    last = {rid: i for i, rid in enumerate(ids)}
-    keep = sorted(last.values())
-    return pa.table({"record_id": pa.array([ids[i] for i in keep], pa.string()),
-                     "seconds": pa.array([secs[i] for i in keep], pa.float64())})
+    lv = corpus.ledger_videos
+    t = pa.table({"record_id": pc.cast(lv.column("record_id"), pa.string()),
+                  "seconds": pc.fill_null(pc.cast(lv.column("duration"), pa.float64()), 0.0)})
+    last = t.group_by("record_id", use_threads=False).aggregate([("seconds", "last")])
+    return last.rename_columns({"seconds_last": "seconds"}).select(["record_id", "seconds"])
 
 
 def _source_seconds(videos: pa.Table, probed: pa.Table) -> dict[str, float]:
@@ -94,29 +95,24 @@ def _fps_name(x: float) -> str:
     return f"{float(x):.3f}".rstrip("0").rstrip(".")
 
 
-def distributions(corpus: Corpus, facts: dict[str, dict[str, Any]], cfg: AuditConfig
-                  ) -> dict[str, Any]:
-    """Histograms of the table's columns (from the scan's numpy columns) and of the facts the
-    shard checks read from the samples' KEY.json."""
+def distributions(corpus: Corpus, st: ShardTotals, cfg: AuditConfig) -> dict[str, Any]:
+    """Histograms of the table's columns (from the scan's numpy columns) and of what the shard
+    tasks read from the samples' KEY.json (their summaries, added up in ``st``)."""
     rc = cfg.report
-    h = lambda values, unit="", integer=False: histogram(  # noqa: E731
-        values, rc.bins, rc.percentiles, unit=unit, integer=integer)
+
+    def h(values: np.ndarray, unit: str, integer: bool = False, missing: int = 0
+          ) -> dict[str, Any]:
+        x = np.concatenate([values, np.full(missing, np.nan)]) if missing else values
+        return histogram_array(x, rc.bins, rc.percentiles, unit=unit, integer=integer)
+
     sc = corpus.scan
     bi = {b: i for i, b in enumerate(sc.buckets)}
     in_bucket = lambda b: sc.bucket == bi.get(b, -1)  # noqa: E731
-    f = list(facts.values())
-    qa_tasks: Counter = Counter()
-    qa_per_sample = []
-    for x in f:
-        if x.get("qa_tasks") is not None:
-            qa_tasks.update(x["qa_tasks"])
-            qa_per_sample.append(len(x["qa_tasks"]))
     fps_values, fps_counts = np.unique(sc.fps[np.isfinite(sc.fps)], return_counts=True)
     fps: Counter = Counter()
     for v, c in zip(fps_values.tolist(), fps_counts.tolist(), strict=True):
         fps[_fps_name(v)] += c
-    long_keys = pc.filter(sc.keys, pa.array(in_bucket("long"))).to_pylist() if facts else []
-    long_facts = [facts[k] for k in long_keys if k in facts]
+    video_text, motion = st.scores("video_text"), st.scores("motion")
     return {
         "duration": histogram_array(sc.duration, rc.bins, rc.percentiles, unit="s"),
         "duration_short": histogram_array(sc.duration[in_bucket("short")], rc.bins,
@@ -129,65 +125,48 @@ def distributions(corpus: Corpus, facts: dict[str, dict[str, Any]], cfg: AuditCo
         "fps_values": ranked(fps),
         "caption_words": histogram_array(sc.caption_words, rc.bins, rc.percentiles,
                                          unit="words"),
-        "events_per_long_sample": h([x.get("events") for x in long_facts], "events",
-                                    integer=True),
-        "qa_by_task": ranked(qa_tasks),
-        "qa_per_sample": h(qa_per_sample, "pairs", integer=True),
-        "video_text_score": h(_per_sample(sc, facts, "video_text"), "cosine"),
-        "motion": h(_per_sample(sc, facts, "motion"), "mean |Δluma|"),
+        "events_per_long_sample": h(st.events_long_values(), "events", integer=True),
+        "qa_by_task": ranked(st.qa_tasks),
+        "qa_per_sample": h(st.qa_per_sample_values(), "pairs", integer=True),
+        # one value per sample row: the histogram's ``missing`` counts samples without it
+        "video_text_score": h(video_text, "cosine", missing=sc.rows - len(video_text)),
+        "motion": h(motion, "mean |Δluma|", missing=sc.rows - len(motion)),
     }
 
 
-def _per_sample(sc: Any, facts: dict[str, dict[str, Any]], name: str) -> list[Any]:
-    """One value per sample row (None where the shard checks found none): the histogram's
-    ``missing`` counts samples without the fact."""
-    vals = [x.get(name) for x in facts.values() if x.get(name) is not None]
-    return vals + [None] * (sc.rows - len(vals))
-
-
-def annotations(corpus: Corpus, facts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def annotations(corpus: Corpus, tp: TablePass, st: ShardTotals) -> dict[str, Any]:
     """How many samples carry each annotation (0 everywhere for a build without the annotate
     stages)."""
-    n = len(corpus.samples)
-    extras = corpus.extras
-    has: Counter = Counter()
-    for r, e in zip(corpus.samples, extras, strict=True):
-        x = facts.get(r["key"], {})
-        exts = {m["ext"] for m in r.get("members") or []}
-        has["caption"] += bool(r.get("caption"))
-        has["events"] += x.get("events") is not None
-        has["qa"] += bool(x.get("qa_tasks"))
-        has["embedding"] += "emb.npy" in exts or bool(e.get("embedding"))
-        has["video_text_score"] += x.get("video_text") is not None
-        has["motion"] += x.get("motion") is not None
-        has["model_captions"] += x.get("captions") is not None
+    n = corpus.scan.rows
+    names = ("caption", "embedding", "events", "model_captions", "motion", "qa",
+             "video_text_score")
+    has = {"caption": tp.with_caption, "embedding": tp.with_embedding,
+           **{k: int(st.has.get(k, 0)) for k in names[2:]}} if n else {}
     return {"samples": n, "with": {k: has[k] for k in sorted(has)},
-            "annotated": any(has[k] for k in ("events", "qa", "embedding", "video_text_score"))}
+            "annotated": any(has.get(k) for k in ("events", "qa", "embedding",
+                                                  "video_text_score"))}
 
 
-def licences(corpus: Corpus, facts: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    per: dict[tuple[str, str], Counter] = defaultdict(Counter)
-    total = 0.0
-    for r, e in zip(corpus.samples, corpus.extras, strict=True):
-        lic = e.get("licence") or facts.get(r["key"], {}).get("licence") or "unknown"
-        c = per[(str(r.get("source")), str(lic))]
-        c["samples"] += 1
-        c["seconds"] += float(r.get("duration") or 0)
-        total += float(r.get("duration") or 0)
-    by_licence: dict[str, Counter] = defaultdict(Counter)
+def licences(tp: TablePass, st: ShardTotals) -> dict[str, Any]:
+    """Samples and hours per (source, licence): ``extra.licence`` of the table, else the one in
+    KEY.json (shard tasks), else unknown."""
+    per = licence_cells(tp, st.licences, st.licence_seconds)
+    total = sum(sec for _, sec in per.values())
+    by_licence: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
     sources: dict[str, set[str]] = defaultdict(set)
-    for (src, lic), c in per.items():
-        by_licence[lic].update(c)
+    for (src, lic), (n, sec) in per.items():
+        by_licence[lic][0] += n
+        by_licence[lic][1] += sec
         sources[lic].add(src)
     return {
-        "by_source": [{"source": s, "licence": lic, "samples": c["samples"],
-                       "hours": hours(c["seconds"]),
-                       "share_of_hours": round(c["seconds"] / total, 6) if total else 0.0}
+        "by_source": [{"source": s, "licence": lic, "samples": int(c[0]),
+                       "hours": hours(c[1]),
+                       "share_of_hours": round(c[1] / total, 6) if total else 0.0}
                       for (s, lic), c in sorted(per.items())],
-        "by_licence": [{"licence": lic, "samples": c["samples"], "hours": hours(c["seconds"]),
-                        "share_of_hours": round(c["seconds"] / total, 6) if total else 0.0,
+        "by_licence": [{"licence": lic, "samples": int(c[0]), "hours": hours(c[1]),
+                        "share_of_hours": round(c[1] / total, 6) if total else 0.0,
                         "sources": sorted(sources[lic])}
-                       for lic, c in sorted(by_licence.items(), key=lambda kv: -kv[1]["seconds"])],
+                       for lic, c in sorted(by_licence.items(), key=lambda kv: -kv[1][1])],
     }
 
 
@@ -224,22 +203,13 @@ def run_section(corpus: Corpus, audit_run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def corpus_duplicates(corpus: Corpus, facts: dict[str, dict[str, Any]], cfg: AuditConfig,
-                      exact_found: Pairs | None = None) -> DedupResult:
-    """The duplicates table of the accepted samples (longvid.dedup, the build filter's search);
-    ``exact_found``: exact pairs a distributed group-by already found."""
-    dc = cfg.duplicates
-    s = duplicates.corpus_samples(corpus.samples, corpus.extras, facts)
-    return find_duplicates(s, dc.search, exact=dc.exact, near_cosine=dc.near_cosine,
-                           exact_found=exact_found)
-
-
-def duplicates_section(corpus: Corpus, found: DedupResult, cfg: AuditConfig) -> dict[str, Any]:
+def duplicates_section(corpus: Corpus, found: DedupResult, cfg: AuditConfig, hashed: int
+                       ) -> dict[str, Any]:
+    """``hashed``: rows whose ``extra`` carries the clip's SHA-256 (the streaming pass)."""
     dc = cfg.duplicates
     st = found.stats
     listed, per_signal = duplicates.groups(found.table, dc.max_clusters)
-    hashed = sum(1 for r, e in zip(corpus.samples, corpus.extras, strict=True)
-                 if (e.get("scores") or {}).get("clip_sha256")) if dc.exact else 0
+    hashed = hashed if dc.exact else 0
     notes = []
     if dc.near_cosine is None:
         notes.append("embedding duplicates off (duplicates.near_cosine is null)")
@@ -251,7 +221,7 @@ def duplicates_section(corpus: Corpus, found: DedupResult, cfg: AuditConfig) -> 
         notes.append("fingerprint copies not checked: no fingerprints in the corpus (built "
                      "before they were computed)")
     return {
-        "removed_by_build": duplicates.removed_by_build(corpus.rejects),
+        "removed_by_build": duplicates.removed_by_build(corpus.rejects, cfg.report.max_rows),
         "signals": {"exact": dc.exact, "near_cosine": dc.near_cosine,
                     "fingerprint_max_bits": dc.search.fingerprint_max_bits},
         "checked": {"samples": st.get("samples", 0), "hashed_in_table": hashed,
@@ -266,52 +236,51 @@ def duplicates_section(corpus: Corpus, found: DedupResult, cfg: AuditConfig) -> 
     }
 
 
-def table_problems(corpus: Corpus, shard_problems: list[dict[str, Any]],
-                   max_keys: int = 1000, unlisted: Counter | None = None
-                   ) -> list[dict[str, Any]]:
-    """Problems only the whole corpus shows: duplicate keys in samples.parquet, stray shard
-    files; and samples the build dropped as duplicates are not 'unexpected' in their shard."""
+def table_problems(corpus: Corpus, tp: TablePass, max_keys: int = 1000,
+                   unlisted: Counter | None = None) -> list[dict[str, Any]]:
+    """Problems only the whole corpus shows: duplicate keys in samples.parquet, rows placed in
+    a shard the index does not list, stray shard files (the first ``max_keys`` of each; the
+    rest counted in ``unlisted``)."""
+    unlisted = unlisted if unlisted is not None else Counter()
     out = []
-    dropped = {accounting.sample_reject_key(r) for r in corpus.rejects
-               if accounting.is_sample_reject(r)}
-    for p in shard_problems:
-        if p["reason"] == "unexpected_key" and p["key"] in dropped:
-            continue
-        out.append(p)
     n_dup, dups = duplicate_keys(corpus.scan.keys, max_keys)
-    if unlisted is not None and n_dup > len(dups):
-        unlisted["duplicate_key"] += n_dup - len(dups)  # counted, not listed
+    unlisted["duplicate_key"] += n_dup - len(dups)  # counted, not listed
     for key, n in dups:
         out.append({"shard": None, "key": key, "reason": "duplicate_key",
                     "message": f"samples.parquet lists key {key!r} {n} times"})
+    unlisted["not_in_index"] += tp.not_in_index - len(tp.not_in_index_rows)
+    for r in tp.not_in_index_rows:
+        out.append({"shard": r["shard"], "key": r["key"], "reason": "not_in_index",
+                    "message": f"samples.parquet places {r['key']!r} in {r['shard']!r}, "
+                               "which index.json does not list"})
     listed = {s.url for s in corpus.index.shards}
-    for f in corpus.shard_files or []:
-        if f not in listed:
-            out.append({"shard": f, "key": None, "reason": "orphan_shard",
-                        "message": f"{f}: a file under shards/ that index.json does not list"})
+    stray = [f for f in corpus.shard_files or [] if f not in listed]
+    unlisted["orphan_shard"] += max(0, len(stray) - max_keys)
+    for f in stray[:max_keys]:
+        out.append({"shard": f, "key": None, "reason": "orphan_shard",
+                    "message": f"{f}: a file under shards/ that index.json does not list"})
     return out
 
 
-def build_report(corpus: Corpus, shard_results: list[dict[str, Any]], cfg: AuditConfig,
-                 audit_run: dict[str, Any], leakage: dict[str, Any] | None = None,
-                 compare: dict[str, Any] | None = None,
-                 found: DedupResult | None = None) -> dict[str, Any]:
-    """The whole report (see the module docstring); ``found``: the duplicates when the caller
-    computed them already."""
-    facts = {f["key"]: f for res in shard_results for f in res.get("facts", [])}
-    if found is None:
-        found = corpus_duplicates(corpus, facts, cfg)
-    unlisted: Counter = Counter()
-    problems = table_problems(corpus, [p for res in shard_results for p in res["problems"]],
-                              cfg.checks.max_listed, unlisted)
+def build_report(corpus: Corpus, tp: TablePass, st: ShardTotals, cfg: AuditConfig,
+                 audit_run: dict[str, Any], found: DedupResult,
+                 leakage: dict[str, Any] | None = None,
+                 compare: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The whole report (see the module docstring) from the streaming pass ``tp``, the shard
+    tasks' totals ``st`` and the duplicates ``found``. Problem rows are capped per reason
+    (``checks.max_listed``); every check's count has them all."""
+    unlisted: Counter = Counter(st.unlisted)
+    cap = cfg.checks.max_listed
+    problems = list(st.problems) + table_problems(corpus, tp, cap, unlisted)
     ingest, p_ingest = accounting.ingest_accounting(corpus)
-    build, p_build = accounting.build_accounting(corpus, cfg.report.examples)
+    build, p_build = accounting.build_accounting(corpus, tp.records, cfg.report.examples, cap,
+                                                 unlisted)
     agreement, p_summary = accounting.summary_agreement(corpus, build)
     problems += p_ingest + p_build + p_summary
     if leakage is not None:
         problems += leakage.pop("problems", [])
-    checks = verdicts(problems, with_leakage=leakage is not None,
-                      max_listed=cfg.checks.max_listed, unlisted=unlisted)
+    checks = verdicts(problems, with_leakage=leakage is not None, max_listed=cap,
+                      unlisted=unlisted)
     failed = [c["name"] for c in checks if not c["passed"]]
     report: dict[str, Any] = {
         "format": REPORT_FORMAT,
@@ -320,18 +289,18 @@ def build_report(corpus: Corpus, shard_results: list[dict[str, Any]], cfg: Audit
         "failed_checks": failed,
         "checks": checks,
         "totals": totals(corpus),
-        "annotations": annotations(corpus, facts),
-        "distributions": distributions(corpus, facts, cfg),
+        "annotations": annotations(corpus, tp, st),
+        "distributions": distributions(corpus, st, cfg),
         "accounting": {
             "ingest": ingest,
             "build": build,
             "rejects": accounting.rejects_breakdown(corpus, cfg.report.examples),
             "declared_vs_probed": accounting.declared_vs_probed(
-                corpus, list(facts.values()), cfg.report.max_rows),
+                corpus, st.source_videos(), cfg.report.max_rows),
             "summary_agreement": agreement,
         },
-        "duplicates": duplicates_section(corpus, found, cfg),
-        "licences": licences(corpus, facts),
+        "duplicates": duplicates_section(corpus, found, cfg, tp.hashed),
+        "licences": licences(tp, st),
         "run": run_section(corpus, audit_run),
         "config": cfg.model_dump(mode="json", exclude={"s3"}),
     }

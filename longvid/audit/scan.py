@@ -64,19 +64,34 @@ def iter_batches(uri: str, columns: list[str], batch_rows: int = BATCH_ROWS
     """The record batches of the Parquet file or dataset folder at ``uri``, ``columns`` only
     (columns a part lacks come back as nulls). NotFoundError when missing, FormatError when it
     does not parse."""
+    for _, b in iter_part_batches(uri, columns, batch_rows):
+        yield b
+
+
+def iter_part_batches(uri: str, columns: list[str], batch_rows: int = BATCH_ROWS
+                      ) -> Iterator[tuple[str, pa.RecordBatch]]:
+    """``(part uri, batch)`` for every batch of :func:`iter_batches`, in the same order: which
+    Parquet file each batch came from (a shard task reads its rows from those files only)."""
     if not storage.is_remote(uri):
         path = _local_path(uri)
         if not os.path.exists(path):
             raise NotFoundError(f"{uri}: not found")
         try:
             ds = pads.dataset(path, format="parquet")
+            fragments = list(ds.get_fragments())
         except (pa.ArrowInvalid, OSError) as exc:
             raise FormatError(f"{uri}: not a readable Parquet file or dataset: {exc}") from None
         have = set(ds.schema.names)
-        # small read-ahead: a few batches in flight, not Arrow's default dozens
-        yield from _fill(ds.to_batches(columns=[c for c in columns if c in have],
-                                       batch_size=batch_rows, batch_readahead=2,
-                                       fragment_readahead=1), columns)
+        for frag in fragments:
+            try:
+                # small read-ahead: a few batches in flight, not Arrow's default dozens
+                batches = frag.to_batches(schema=ds.schema,
+                                          columns=[c for c in columns if c in have],
+                                          batch_size=batch_rows, batch_readahead=2)
+                for b in _fill(batches, columns):
+                    yield frag.path, b
+            except (pa.ArrowInvalid, OSError) as exc:
+                raise FormatError(f"{frag.path}: not a readable Parquet file: {exc}") from None
         return
     for part in _remote_parts(uri):
         try:
@@ -84,8 +99,30 @@ def iter_batches(uri: str, columns: list[str], batch_rows: int = BATCH_ROWS
         except pa.ArrowInvalid as exc:
             raise FormatError(f"{part}: not a readable Parquet file: {exc}") from None
         have = set(f.schema_arrow.names)
-        yield from _fill(f.iter_batches(batch_size=batch_rows,
-                                        columns=[c for c in columns if c in have]), columns)
+        for b in _fill(f.iter_batches(batch_size=batch_rows,
+                                      columns=[c for c in columns if c in have]), columns):
+            yield part, b
+
+
+def read_part_rows(part: str, columns: list[str], shard: str) -> list[dict[str, Any]]:
+    """The rows of one Parquet part whose ``shard`` column is ``shard`` (``columns`` only, those
+    the part lacks as None): what one shard task reads instead of receiving rows from the
+    driver."""
+    if storage.is_remote(part):
+        source: Any = pa.BufferReader(storage.read_bytes(part))
+    else:
+        source = _local_path(part)
+    try:
+        f = pq.ParquetFile(source)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise FormatError(f"{part}: not a readable Parquet file: {exc}") from None
+    have = set(f.schema_arrow.names)
+    out: list[dict[str, Any]] = []
+    for b in _fill(f.iter_batches(batch_size=BATCH_ROWS,
+                                  columns=[c for c in columns if c in have]), columns):
+        mask = pc.fill_null(pc.equal(b.column("shard"), shard), False)
+        out.extend(b.filter(mask).to_pylist())
+    return out
 
 
 def _fill(batches: Iterator[pa.RecordBatch], columns: list[str]) -> Iterator[pa.RecordBatch]:

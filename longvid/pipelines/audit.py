@@ -1,16 +1,23 @@
-"""``longvid audit``: the Ray job that checks a built corpus and writes its report.
+"""``longvid audit``: the Ray job that checks a built corpus and writes its report, out of core.
 
-1. Read the small corpus files (index, rejects, summaries, ledger) on the driver, and scan the
-   sample table (a Parquet file or dataset folder) batch by batch for the aggregates
-   (:mod:`longvid.audit.scan`: numpy/Arrow accumulators, no Python object per sample).
-2. One Ray Data task per shard (:func:`longvid.audit.shardcheck.audit_shard`): verify size,
-   checksum, headers and member offsets, parse every KEY.json, hash every clip, decode a picked
-   fraction of them. Remote shards are read once each, by the worker that checks them.
-3. Duplicates (:mod:`longvid.dedup`, the build filter's search): exact pairs by a Ray Data
-   group-by of clip hashes, embedding and fingerprint pairs inside k-means clusters.
-4. On the driver: accounting, leakage (``against``: ids, embeddings and fingerprints of
-   evaluation videos), comparison (``compare_with``), verdicts; then ``OUT/report.json``,
-   ``OUT/index.html`` and ``OUT/duplicates.parquet``.
+1. Read the small corpus files (index, rejects, summaries, the probed videos' columns) on the
+   driver, and stream the sample table twice, batch by batch: the aggregates
+   (:mod:`longvid.audit.scan`) and the table pass (:mod:`longvid.audit.tablepass`: which parts
+   hold each shard, licences, per-record counts, the gallery's picks). No row list, no Python
+   object per sample stays on the driver.
+2. One Ray Data task per shard (:mod:`longvid.audit.shardtask`): it reads its own rows from the
+   parts that hold its shard, verifies size, checksum, headers and member offsets, parses every
+   KEY.json, hashes the clips that need it, decodes a picked fraction, and sends back a summary
+   (counts, histogram inputs, the first ``checks.max_listed`` problems of each reason and their
+   totals), folded on the driver in index order as it arrives.
+3. Duplicates (:mod:`longvid.dedup`, the build filter's search) on the dedup columns streamed
+   from the table: exact pairs by a Ray Data group-by of clip hashes, embedding and fingerprint
+   pairs inside k-means clusters.
+4. Accounting (Arrow per-record tables: manifest, ledger, samples, rejects), leakage
+   (``against``: the evaluation ids as the hash set, the corpus streamed past it; embeddings and
+   fingerprints of evaluation videos), comparison (``compare_with``), verdicts; then
+   ``OUT/report.json``, ``OUT/index.html`` and ``OUT/duplicates.parquet``. ``run.audit`` says how
+   many shards and samples were read and how long each part took (``part_seconds``).
 
 Local Ray by default; ``ray.address`` or RAY_ADDRESS for a cluster (every worker must reach the
 corpus root).
@@ -18,42 +25,48 @@ corpus root).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
 import sys
 import time
-from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from longvid import storage
+from longvid.audit import accounting
 from longvid.audit import compare as compare_mod
 from longvid.audit.config import AuditConfig
 from longvid.audit.corpus import Corpus, load_corpus
-from longvid.audit.duplicates import corpus_samples
+from longvid.audit.duplicates import stream_samples
 from longvid.audit.eval_embed import (
     embedding_leaks,
     eval_frame_hashes,
     is_video_input,
     list_videos,
 )
-from longvid.audit.gallery import build_gallery
+from longvid.audit.gallery import build_gallery, gallery_keys
 from longvid.audit.html import render_html
-from longvid.audit.leakage import EvalItem, id_leaks, normalise_id, read_eval_list
-from longvid.audit.report import build_report, corpus_duplicates
-from longvid.audit.shardcheck import ROW_FIELDS, audit_shard, problem
-from longvid.dedup import DedupResult
+from longvid.audit.leakage import EvalItem, id_leaks_stream, normalise_id, read_eval_list
+from longvid.audit.report import build_report
+from longvid.audit.scan import iter_batches
+from longvid.audit.shardcheck import problem
+from longvid.audit.shardtask import ShardTotals, run_shard_task
+from longvid.audit.tablepass import ROW_COLUMNS, TablePass, table_pass
+from longvid.dedup import DedupResult, Samples, find_duplicates
 from longvid.dedup.fingerprint import FRAMES
 from longvid.dedup.leaks import fingerprint_leaks
 from longvid.errors import LongvidError
 from longvid.pipelines.dedup_exact import exact_pairs_ray
-from longvid.shards.manifest import SAMPLES_NAME
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +74,6 @@ REPORT_JSON = "report.json"
 REPORT_HTML = "index.html"
 DUPLICATES_PARQUET = "duplicates.parquet"  # longvid.dedup.DUPLICATES_SCHEMA
 PROGRESS_EVERY_S = 2.0  # seconds between two progress lines of the shard pass
-_ROW_COLUMNS = ("key", "shard", "members", *(c for c, _, _ in ROW_FIELDS))
 
 
 @dataclass
@@ -99,132 +111,118 @@ def connect_ray(cfg: AuditConfig) -> bool:
     return True
 
 
-def _task(item: dict[str, Any], root: str, opts_json: str, s3_json: str) -> dict[str, Any]:
+def _task(item: dict[str, Any], root: str, opts_json: str, s3_json: str, shared_ref: Any
+          ) -> dict[str, Any]:
+    import ray
+
     from longvid.config import S3Config
 
     storage.configure(S3Config.model_validate_json(s3_json))
-    info = json.loads(item["info"])
-    rows = json.loads(item["rows"])
-    try:
-        out = audit_shard(root, info, rows, json.loads(opts_json))
-    except Exception as exc:  # e.g. access denied: this shard fails, the job goes on
-        why = str(exc) if isinstance(exc, LongvidError) else f"{type(exc).__name__}: {exc}"
-        out = {"url": info["url"], "facts": [], "decoded": 0, "bytes": 0, "seconds": 0.0,
-               "embedding_model": None,
-               "problems": [problem(info["url"], None, "unreadable_shard",
-                                    f"{storage.join(root, info['url'])}: {why}")]}
+    shared_sizes, dropped = ray.get(shared_ref)
+    out = run_shard_task(root, json.loads(item["info"]), json.loads(item["parts"]),
+                         json.loads(opts_json), shared_sizes, dropped)
     return {"result": json.dumps(out, default=str)}
 
 
-def _want_embeddings(corpus: Corpus) -> bool:
-    """Read KEY.emb.npy only when samples.parquet does not carry the vectors already."""
-    for r, e in zip(corpus.samples, corpus.extras, strict=True):
-        if any(m["ext"] == "emb.npy" for m in r.get("members") or []) and not e.get("embedding"):
-            return True
-    return False
+def shard_options(cfg: AuditConfig, tp: TablePass) -> dict[str, Any]:
+    return {**cfg.checks.model_dump(mode="json"), "hash_clips": cfg.duplicates.exact,
+            "want_embeddings": tp.want_embeddings}
 
 
-def _clip_size(row: dict[str, Any]) -> int | None:
-    return next((int(m["size"]) for m in row.get("members") or [] if m["ext"] == "mp4"), None)
-
-
-def shard_work(corpus: Corpus, cfg: AuditConfig) -> tuple[list[tuple[dict, list[dict]]], dict]:
-    """``([(index entry, rows of samples.parquet), ...], options)``: what each shard task gets."""
-    # equal clips have equal sizes: only clips whose size another clip shares need a hash
-    sizes = Counter(_clip_size(r) for r in corpus.samples)
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for r, extra in zip(corpus.samples, corpus.extras, strict=True):
-        row = {c: r.get(c) for c in _ROW_COLUMNS}
-        row["_clip_sha256"] = (extra.get("scores") or {}).get("clip_sha256")
-        row["_hash_clip"] = sizes[_clip_size(r)] > 1
-        groups.setdefault(r["shard"], []).append(row)
-    work = [(s.index_entry(), groups.get(s.url, [])) for s in corpus.index.shards]
-    opts = {**cfg.checks.model_dump(mode="json"), "hash_clips": cfg.duplicates.exact,
-            "want_embeddings": _want_embeddings(corpus)}
-    return work, opts
-
-
-def check_shards(corpus: Corpus, cfg: AuditConfig, progress: bool) -> list[dict[str, Any]]:
-    """Run :func:`audit_shard` over every shard of the index as a Ray Data job."""
+def check_shards(corpus: Corpus, tp: TablePass, cfg: AuditConfig, progress: bool
+                 ) -> ShardTotals:
+    """Run :func:`run_shard_task` over every shard of the index as a Ray Data job; each task
+    reads its own rows (from the parts ``tp`` found for its shard) and sends back a summary,
+    folded into :class:`ShardTotals` in index order as it arrives."""
+    totals = ShardTotals(max_listed=cfg.checks.max_listed)
     if not corpus.index.shards:
-        return []
+        return totals
     import ray
     import ray.data
 
-    work, opts = shard_work(corpus, cfg)
-    items = [{"info": json.dumps(info), "rows": json.dumps(rows)} for info, rows in work]
+    items = [{"info": json.dumps(s.index_entry()),
+              "parts": json.dumps(tp.shard_parts.get(s.url, []))} for s in corpus.index.shards]
+    # samples the build dropped as duplicates are in their shard but not in the table
+    dropped = {accounting.sample_reject_key(r) for r in corpus.rejects
+               if accounting.is_sample_reject(r)}
     started_ray = connect_ray(cfg)
     try:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.verbose_stats_logs = False
+        was_ordered = ctx.execution_options.preserve_order
+        ctx.execution_options.preserve_order = True  # index order: a report that repeats
+        shared_ref = ray.put((tp.shared_sizes, dropped))
         ds = ray.data.from_items(items, override_num_blocks=len(items))
-        fn = functools.partial(_task, root=corpus.root, opts_json=json.dumps(opts),
-                               s3_json=cfg.s3.model_dump_json())
+        fn = functools.partial(_task, root=corpus.root,
+                               opts_json=json.dumps(shard_options(cfg, tp)),
+                               s3_json=cfg.s3.model_dump_json(), shared_ref=shared_ref)
         ds = ds.map(fn, num_cpus=1, concurrency=cfg.concurrency)
-        results = []
         started = time.monotonic()
-        said, nbytes = 0.0, 0
+        said = 0.0
         for row in ds.iter_rows():
-            results.append(json.loads(row["result"]))
-            nbytes += results[-1]["bytes"]
+            totals.add(json.loads(row["result"]))
             now = time.monotonic()
-            done = len(results)
+            done = totals.shards
             # a line at most every PROGRESS_EVERY_S seconds (and at the end): a 100k-shard
             # audit must not print 100k lines
             if progress and (now - said >= PROGRESS_EVERY_S or done == len(items)):
                 said = now
                 took = max(now - started, 1e-9)
                 eta = took / done * (len(items) - done)
-                print(f"audit: shards {done}/{len(items)}  {nbytes / 1e6:.1f} MB  "
-                      f"({nbytes / 1e6 / took:.1f} MB/s, ~{eta:.0f} s left)",
-                      file=sys.stderr, flush=True)
+                print(f"audit: shards {done}/{len(items)}, {totals.rows} samples, "
+                      f"{totals.bytes / 1e6:.1f} MB ({totals.bytes / 1e6 / took:.1f} MB/s, "
+                      f"~{eta:.0f} s left)", file=sys.stderr, flush=True)
+        ctx.execution_options.preserve_order = was_ordered
     finally:
         if started_ray:
             ray.shutdown()
-    order = {s.url: i for i, s in enumerate(corpus.index.shards)}
-    return sorted(results, key=lambda r: order.get(r["url"], len(order)))
+    return totals
 
 
-def _corpus_embeddings(corpus: Corpus, results: list[dict[str, Any]]):
-    import numpy as np
-
-    facts = {f["key"]: f for res in results for f in res.get("facts", [])}
-    keys, records, vecs = [], [], []
-    for r, e in zip(corpus.samples, corpus.extras, strict=True):
-        v = e.get("embedding") or facts.get(r["key"], {}).get("embedding")
-        if v:
-            keys.append(r["key"])
-            records.append(str(r.get("record_id")))
-            vecs.append(np.asarray(v, dtype=np.float32))
-    if not vecs:
-        return keys, records, None
-    return keys, records, np.stack(vecs)
+DEDUP_COLUMNS = ["key", "record_id", "bucket", "extra", "embedding", "fingerprint"]
 
 
-def find_corpus_duplicates(corpus: Corpus, results: list[dict[str, Any]], cfg: AuditConfig
-                           ) -> DedupResult:
+def dedup_samples(corpus: Corpus, st: ShardTotals, cfg: AuditConfig, videos: bool
+                  ) -> Samples | None:
+    """The dedup columns of every sample, streamed from the table (plus what the shard tasks
+    read where the table has no hash or vector): only the signals that are on (``videos``:
+    leakage against evaluation videos needs embeddings and fingerprints). None when every
+    signal is off."""
+    dc = cfg.duplicates
+    fingerprints = dc.search.fingerprint_max_bits is not None
+    embeddings = dc.near_cosine is not None or videos
+    if not (dc.exact or embeddings or fingerprints):
+        return None
+    keys, hashes = st.computed_hashes()
+    return stream_samples(iter_batches(corpus.samples_uri, DEDUP_COLUMNS), keys, hashes,
+                          st.emb_keys, st.emb_vectors, hashes=dc.exact, embeddings=embeddings,
+                          fingerprints=fingerprints)
+
+
+def find_corpus_duplicates(s: Samples | None, rows: int, cfg: AuditConfig) -> DedupResult:
     """The duplicates table: exact pairs by a Ray Data group-by of the clip hashes, the rest by
-    longvid.dedup on the driver (the build filter's search)."""
-    facts = {f["key"]: f for res in results for f in res.get("facts", [])}
+    longvid.dedup (the build filter's search); an empty one when every signal is off."""
+    dc = cfg.duplicates
+    if s is None:
+        z = np.zeros(0, dtype=object)
+        found = find_duplicates(Samples(z, z, z), dc.search, exact=False)
+        found.stats["samples"] = rows
+        return found
     exact = None
-    if cfg.duplicates.exact and corpus.samples:
-        hashes = [facts.get(r["key"], {}).get("clip_sha256")
-                  or (e.get("scores") or {}).get("clip_sha256")
-                  for r, e in zip(corpus.samples, corpus.extras, strict=True)]
-        exact = exact_pairs_ray([r["key"] for r in corpus.samples], hashes)
-    return corpus_duplicates(corpus, facts, cfg, exact)
+    if dc.exact and len(s.keys):
+        exact = exact_pairs_ray(pa.array(s.keys.astype(str), pa.string()),
+                                pa.array(s.content_hashes.tolist(), pa.string()))
+    return find_duplicates(s, dc.search, exact=dc.exact, near_cosine=dc.near_cosine,
+                           exact_found=exact)
 
 
-def fingerprint_check(corpus: Corpus, videos: list[str], cfg: AuditConfig) -> dict[str, Any]:
+def fingerprint_check(s: Samples, videos: list[str], cfg: AuditConfig) -> dict[str, Any]:
     """Samples that are copies of evaluation videos by perceptual fingerprint (every frame of
     each evaluation video hashed; longvid.dedup.leaks)."""
-    import numpy as np
-
     search = cfg.duplicates.search
     out: dict[str, Any] = {"videos": len(videos), "checked": False,
                            "max_bits": search.fingerprint_max_bits}
-    s = corpus_samples(corpus.samples, corpus.extras, {})
     if search.fingerprint_max_bits is None:
         out["skipped"] = "duplicates.search.fingerprint_max_bits is null"
         return out
@@ -256,13 +254,17 @@ def fingerprint_check(corpus: Corpus, videos: list[str], cfg: AuditConfig) -> di
                                      "record_id": str(s.records[x.row]), "bits": int(x.bits)}
                                     for x in hits[: cfg.report.max_rows]]})
     out.update(checked=True, results=results, failed=failed, samples=len(leaked),
-               leaked_keys=sorted(leaked))
+               leaked_keys=sorted(leaked)[: cfg.report.max_rows])
     return out
 
 
-def check_leakage(corpus: Corpus, results: list[dict[str, Any]], against: str,
+LEAK_COLUMNS = ["key", "record_id", "video_id", "duration"]
+
+
+def check_leakage(corpus: Corpus, s: Samples | None, st: ShardTotals, against: str,
                   cfg: AuditConfig) -> dict[str, Any]:
-    """Id matches (always) and embedding matches (video files, embedded corpus)."""
+    """Id matches (always; the corpus streamed against the evaluation ids) and embedding and
+    fingerprint matches (video files)."""
     lc = cfg.leakage
     videos: list[str] = []
     if is_video_input(against, lc.video_exts):
@@ -271,7 +273,12 @@ def check_leakage(corpus: Corpus, results: list[dict[str, Any]], against: str,
     else:
         items = read_eval_list(against)
     out: dict[str, Any] = {"against": against, "kind": "videos" if videos else "list"}
-    ids = id_leaks(items, corpus.samples, corpus.manifest, cfg.report.max_rows)
+
+    def sample_batches() -> Any:
+        return (b.to_pylist() for b in iter_batches(corpus.samples_uri, LEAK_COLUMNS))
+
+    manifest = (b.to_pylist() for b in corpus.manifest_batches(["record_id", "raw"]))
+    ids = id_leaks_stream(items, sample_batches, manifest, cfg.report.max_rows)
     out["ids"] = ids
     problems = [
         problem(None, k, "leak_video_id",
@@ -279,12 +286,14 @@ def check_leakage(corpus: Corpus, results: list[dict[str, Any]], against: str,
                 f"{', '.join(m['records'])} of {m['samples']} sample(s), e.g. {k}")
         for m in ids["matches"] for k in m["keys"][:1]
     ]
-    if videos:
-        lineage = next((r["embedding_model"] for r in results if r.get("embedding_model")), None)
-        keys, records, embs = _corpus_embeddings(corpus, results)
-        emb = embedding_leaks(videos, lineage, keys, records, embs, lc.near_cosine, lc.window_s,
-                              lc.frames_per_window, lc.device, cfg.report.max_rows,
-                              cfg.duplicates.search)
+    if videos and s is not None:
+        have = (np.abs(s.embeddings).sum(axis=1) > 0 if s.embeddings is not None
+                else np.zeros(len(s.keys), bool))
+        embs = s.embeddings[have].astype(np.float32) if have.any() else None
+        emb = embedding_leaks(videos, st.embedding_model, s.keys[have].tolist(),
+                              [str(x) for x in s.records[have]], embs, lc.near_cosine,
+                              lc.window_s, lc.frames_per_window, lc.device,
+                              cfg.report.max_rows, cfg.duplicates.search)
         out["embeddings"] = emb
         for res in emb.get("results", []):
             for m in res["matches"][:1]:
@@ -297,7 +306,7 @@ def check_leakage(corpus: Corpus, results: list[dict[str, Any]], against: str,
             problems.append(problem(None, None, "leak_embedding",
                                     f"evaluation video {f['video']} could not be embedded: "
                                     f"{f['error']}"))
-        fp = fingerprint_check(corpus, videos, cfg)
+        fp = fingerprint_check(s, videos, cfg)
         out["fingerprints"] = fp
         limit = cfg.duplicates.search.fingerprint_max_bits
         for res in fp.get("results", []):
@@ -315,9 +324,52 @@ def check_leakage(corpus: Corpus, results: list[dict[str, Any]], against: str,
     return out
 
 
+def rows_by_key(uri: str, keys: set[str]) -> dict[str, dict[str, Any]]:
+    """The rows of a few keys (the gallery's duplicate cards), found by one streaming pass."""
+    if not keys:
+        return {}
+    want = pa.array(sorted(keys), pa.string())
+    out: dict[str, dict[str, Any]] = {}
+    for b in iter_batches(uri, ROW_COLUMNS):
+        hit = pc.fill_null(pc.is_in(b.column("key"), value_set=want), False)
+        for r in b.filter(hit).to_pylist():
+            out.setdefault(r["key"], r)
+    return out
+
+
+def reject_examples(rejects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One reject row per reason (the first), sorted by reason."""
+    examples: dict[str, dict[str, Any]] = {}
+    for r in rejects:
+        reason = str(r.get("reason"))
+        if reason not in examples:
+            examples[reason] = {"reason": reason, "stage": r.get("stage"),
+                                "record_id": r.get("record_id"), "locator": r.get("locator"),
+                                "detail": r.get("detail")}
+    return [examples[k] for k in sorted(examples)]
+
+
 def _say(progress: bool, line: str) -> None:
     if progress:
         print(line, file=sys.stderr, flush=True)
+
+
+class _Parts:
+    """Seconds per part of the audit, each announced on stderr when ``progress``."""
+
+    def __init__(self, progress: bool):
+        self.progress = progress
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str, line: str | None = None) -> Iterator[None]:
+        if line:
+            _say(self.progress, line)
+        t = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.monotonic() - t, 3)
 
 
 def run_audit(root: str, out: str, cfg: AuditConfig | None = None, *,
@@ -328,74 +380,79 @@ def run_audit(root: str, out: str, cfg: AuditConfig | None = None, *,
     started = time.monotonic()
     storage.configure(cfg.s3)
     root = _absolute(root)
-    corpus = load_corpus(root)
-    _say(progress, f"audit: scanning {storage.join(root, SAMPLES_NAME)}")
-    t = time.monotonic()
-    scan = corpus.scan  # the streaming pass for the aggregates
-    scan_seconds = time.monotonic() - t
+    part = _Parts(progress)
+    with part("load"):
+        corpus = load_corpus(root)
+    with part("scan", f"audit: scanning {corpus.samples_uri}"):
+        scan = corpus.scan  # the streaming pass for the aggregates
+    with part("table_pass"):
+        tp = table_pass(corpus.samples_uri, {s.url for s in corpus.index.shards},
+                        cfg.gallery if cfg.gallery.enabled else None, cfg.checks.max_listed)
     _say(progress, f"audit: {scan.rows} samples in {scan.batches} batches "
-                   f"({scan_seconds:.1f} s); {len(corpus.index.shards)} shards to check")
+                   f"({part.seconds['scan'] + part.seconds['table_pass']:.1f} s); "
+                   f"{len(corpus.index.shards)} shards to check")
     started_ray = connect_ray(cfg)
     try:
-        t = time.monotonic()
-        results = check_shards(corpus, cfg, progress)
-        shard_seconds = time.monotonic() - t
-        _say(progress, f"audit: duplicates among {len(corpus.samples)} samples")
-        t = time.monotonic()
-        found = find_corpus_duplicates(corpus, results, cfg)
-        dedup_seconds = time.monotonic() - t
+        with part("shards"):
+            st = check_shards(corpus, tp, cfg, progress)
+        with part("duplicates", f"audit: duplicates among {scan.rows} samples"):
+            videos = bool(against) and is_video_input(against, cfg.leakage.video_exts)
+            samples = dedup_samples(corpus, st, cfg, videos)
+            found = find_corpus_duplicates(samples, scan.rows, cfg)
     finally:
         if started_ray:
             import ray
 
             ray.shutdown()
-    t = time.monotonic()
+    leakage = None
     if against:
-        _say(progress, f"audit: leakage against {against}")
-    leakage = check_leakage(corpus, results, against, cfg) if against else None
-    leakage_seconds = time.monotonic() - t
+        with part("leakage", f"audit: leakage against {against}"):
+            leakage = check_leakage(corpus, samples, st, against, cfg)
     compared = None
     if compare_with:
-        _say(progress, f"audit: comparing with {compare_with}")
-        compared = compare_mod.compare(compare_mod.figures(corpus),
-                                       compare_mod.load_baseline(_absolute(compare_with)))
-    nbytes = sum(r["bytes"] for r in results)
+        with part("compare", f"audit: comparing with {compare_with}"):
+            compared = compare_mod.compare(compare_mod.figures(corpus),
+                                           compare_mod.load_baseline(_absolute(compare_with)))
+    shard_seconds = part.seconds["shards"]
     audit_run = {
         "ray_address": ray_address(cfg) if corpus.index.shards else None,
-        "shards_checked": len(results),
-        "bytes_read": nbytes,
-        "shard_pass_seconds": round(shard_seconds, 3),
-        "mb_per_second": round(nbytes / 1e6 / shard_seconds, 2) if shard_seconds > 0 else None,
-        "samples_read": sum(len(r.get("facts", [])) for r in results),
-        "clips_decoded": sum(r.get("decoded", 0) for r in results),
+        "shards_checked": st.shards,
+        "bytes_read": st.bytes,
+        "shard_pass_seconds": shard_seconds,
+        "mb_per_second": round(st.bytes / 1e6 / shard_seconds, 2) if shard_seconds > 0 else None,
+        "samples_read": st.samples_read,
+        "clips_decoded": st.decoded,
         "decode_fraction": cfg.checks.decode_fraction,
-        "task_seconds": round(sum(float(r.get("seconds") or 0) for r in results), 3),
-        "duplicates_seconds": round(dedup_seconds, 3),
-        "leakage_seconds": round(leakage_seconds, 3) if against else None,
+        "task_seconds": round(st.task_seconds, 3),
+        "duplicates_seconds": part.seconds["duplicates"],
+        "leakage_seconds": part.seconds.get("leakage"),
         "samples_in_table": scan.rows,
-        "scan_seconds": round(scan_seconds, 3),
+        "scan_seconds": part.seconds["scan"],
         "scan_batches": scan.batches,
     }
-    _say(progress, "audit: report")
-    t = time.monotonic()
-    report = build_report(corpus, results, cfg, audit_run, leakage, compared, found)
-    report["run"]["audit"]["report_seconds"] = round(time.monotonic() - t, 3)
+    with part("report", "audit: report"):
+        report = build_report(corpus, tp, st, cfg, audit_run, found, leakage, compared)
     out = _absolute(out)
     json_uri, html_uri = storage.join(out, REPORT_JSON), storage.join(out, REPORT_HTML)
     if not storage.is_remote(out):
         Path(out).mkdir(parents=True, exist_ok=True)
     if cfg.gallery.enabled:
-        _say(progress, "audit: gallery")
-        t = time.monotonic()
-        report["gallery"] = build_gallery(corpus.root, out, corpus.samples,
-                                          report["duplicates"]["list"], corpus.rejects,
-                                          cfg.gallery)
-        report["run"]["audit"]["gallery_seconds"] = round(time.monotonic() - t, 3)
-    report["run"]["audit"]["wall_seconds"] = round(time.monotonic() - started, 3)
+        with part("gallery", "audit: gallery"):
+            dup_list = report["duplicates"]["list"]
+            report["gallery"] = build_gallery(
+                corpus.root, out, tp.picks, tp.longest, tp.shortest, dup_list,
+                rows_by_key(corpus.samples_uri, gallery_keys(dup_list, cfg.gallery)),
+                reject_examples(corpus.rejects), cfg.gallery)
     a = report["run"]["audit"]
+    a["report_seconds"] = part.seconds["report"]
+    if "gallery" in part.seconds:
+        a["gallery_seconds"] = part.seconds["gallery"]
+    a["part_seconds"] = dict(part.seconds)
+    a["wall_seconds"] = round(time.monotonic() - started, 3)
     _say(progress, f"audit: done in {a['wall_seconds']:.1f} s — {a['shards_checked']} shards, "
                    f"{a['samples_read']} samples read from shards, {a['samples_in_table']} in "
-                   f"the table; verdict {report['verdict']}")
+                   f"the table; " + ", ".join(f"{k} {v:.1f} s" for k, v in part.seconds.items())
+         + f"; verdict {report['verdict']}")
     storage.write_bytes(json_uri, (json.dumps(report, indent=1, ensure_ascii=False,
                                               default=str) + "\n").encode("utf-8"))
     storage.write_bytes(html_uri, render_html(report).encode("utf-8"))

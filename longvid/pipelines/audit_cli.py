@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
                    "a folder / file of videos (also compared by embedding)")
     p.add_argument("--compare", metavar="OTHER", dest="compare_with",
                    help="another corpus root, or an earlier report.json: show what changed")
-    p.add_argument("--progress", action="store_true", help="a line per checked shard")
+    p.add_argument("--progress", action="store_true", help="progress lines on stderr: each part, and the shard pass at most every 2 s")
     p.set_defaults(func=run)
 
 
