@@ -91,6 +91,7 @@ def _part(start: int, n: int, rng: np.random.Generator) -> pa.Table:
         "members": pa.array(members, SAMPLES_SCHEMA.field("members").type),
     }
     cols["embedding"] = emb  # what the embed stage writes: float16 vectors
+    cols["fingerprint"] = pa.nulls(n, SAMPLES_SCHEMA.field("fingerprint").type)
     return pa.table({f.name: cols[f.name] for f in SAMPLES_SCHEMA})
 
 
@@ -172,7 +173,7 @@ def child_scan(root: str) -> dict:
 
 
 def child_in_memory(root: str) -> dict:
-    names = [n for n in SAMPLES_SCHEMA.names if n != "embedding"]
+    names = [n for n in SAMPLES_SCHEMA.names if n not in ("embedding", "fingerprint")]
     rows = pads.dataset(str(Path(root) / "samples.parquet")).to_table(columns=names).to_pylist()
     by_source: dict[str, Counter] = defaultdict(Counter)
     videos: dict[str, set[str]] = defaultdict(set)

@@ -54,6 +54,7 @@ def metadata_corpus(root: Path, samples: int, per_shard: int, per_part: int,
             "fps": np.full(n, 30.0), "caption": ["a clip of something"] * n,
             "members": [[{"ext": "mp4", "offset": 512, "size": 1000 + k}] for k in i.tolist()],
             "embedding": pa.nulls(n, SAMPLES_SCHEMA.field("embedding").type),
+            "fingerprint": pa.nulls(n, SAMPLES_SCHEMA.field("fingerprint").type),
         }
         pq.write_table(pa.table({f.name: cols[f.name] for f in SAMPLES_SCHEMA},
                                 schema=SAMPLES_SCHEMA), folder / f"unit-{u:05d}.parquet")
