@@ -282,7 +282,7 @@ def run_unit(
         ctx = make_context(cfg, content_hash, work_dir)
         works = process_records(unit_records(manifest, unit["runs"]), ctx)
         marker = write_unit(root, unit_id, unit["generation"], works, cfg,
-                            time.perf_counter() - started, time.process_time() - cpu_started)
+                            time.perf_counter() - started, cpu=time.process_time() - cpu_started)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     return progress_row(marker)
