@@ -109,8 +109,10 @@ class BatchedContentScores(SceneDetectAdapter):
         import cv2
 
         b, h, w, _ = images.shape
-        bgr = np.ascontiguousarray(images[..., ::-1]).reshape(b * h, w, 3)
-        hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV).reshape(b, h, w, 3)
+        # RGB2HSV on our RGB equals the detector's BGR2HSV on its BGR frame (OpenCV only swaps
+        # which channel it reads as red), without flipping every pixel into a copy first
+        rgb = np.ascontiguousarray(images).reshape(b * h, w, 3)
+        hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV).reshape(b, h, w, 3)
         prev = hsv[:1] if self._prev_hsv is None else self._prev_hsv
         both = np.concatenate([prev, hsv])
         # |a - b| of uint8 images is exact with absdiff; the per-channel sums are exact integers
