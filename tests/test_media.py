@@ -13,6 +13,7 @@ import pytest
 
 from longvid.config import load_config
 from longvid.errors import ConfigError, MediaError
+from longvid.media.container import open_video
 from longvid.media.cut import (
     EncodeProfile,
     cut_copy,
@@ -21,7 +22,7 @@ from longvid.media.cut import (
     resolve_codec,
     transcode,
 )
-from longvid.media.decode import FrameSampler, decode_at, iter_frames
+from longvid.media.decode import FrameSampler, channel_sums, decode_at, iter_frames
 from longvid.media.probe import probe
 
 FRAME = 1 / 25  # frame interval of the 25 fps test videos
@@ -307,6 +308,35 @@ def test_cut_copy_audio_is_optional(media_videos, tmp_path):
     with av.open(str(tmp_path / "a.mp4")) as c:
         audio = c.streams.audio[0]
         assert float(audio.duration * audio.time_base) == pytest.approx(2.0, abs=0.05)
+
+
+@pytest.mark.parametrize("attr", ["mp4_av", "mkv", "ts"])
+def test_cut_copies_from_one_open_source_equal_copies_that_open_it_each(
+    media_videos, attr, tmp_path
+):
+    """The cut stage opens a video once for all its copies (seeking back and forth in it):
+    every clip must be byte for byte the clip a fresh open gives, in any order."""
+    src = getattr(media_videos, attr)
+    keys = probe(src).keyframes
+    spans = [(2.0, 3.0), (0.0, 1.5), (1.0, 2.5), (2.0, 99.0)]  # out of order, overlapping
+    with open_video(src) as opened:
+        shared = [cut_copy(src, tmp_path / f"s{i}.mp4", a, b, keys, audio=True, opened=opened)
+                  for i, (a, b) in enumerate(spans)]
+    for i, (a, b) in enumerate(spans):
+        alone = cut_copy(src, tmp_path / f"a{i}.mp4", a, b, keys, audio=True)
+        assert (shared[i].start, shared[i].end) == (alone.start, alone.end)
+        assert (tmp_path / f"s{i}.mp4").read_bytes() == (tmp_path / f"a{i}.mp4").read_bytes()
+
+
+def test_channel_sums_are_the_exact_per_channel_pixel_sums():
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (5, 27, 48, 3), dtype=np.uint8)
+    want = images.astype(np.int64).sum(axis=(1, 2))
+    assert want.shape == (5, 3) and np.array_equal(channel_sums(images), want)
+    view = images[:, ::2, ::3]  # a strided view, not a contiguous array
+    assert np.array_equal(channel_sums(view), view.astype(np.int64).sum(axis=(1, 2)))
+    white = np.full((2, 360, 640, 3), 255, np.uint8)  # beyond float32's exact integers
+    assert channel_sums(white).tolist() == [[255 * 360 * 640] * 3] * 2
 
 
 def test_cut_copy_past_the_end_stops_at_the_end(media_videos, tmp_path):

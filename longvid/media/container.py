@@ -104,10 +104,14 @@ def describe_streams(container: av.container.InputContainer) -> str:
     return ", ".join(parts) or "no streams"
 
 
+#: What :func:`open_video` yields: ``(container, video_stream, name)``. Functions named
+#: ``*_open`` take it so that one opened source serves many operations (a file open costs
+#: more than copying a clip's packets).
+Opened = tuple[av.container.InputContainer, av.video.stream.VideoStream, str]
+
+
 @contextmanager
-def open_video(
-    src: Source,
-) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream, str]]:
+def open_video(src: Source) -> Iterator[Opened]:
     """Open ``src`` and yield ``(container, video_stream, name)``; the container is closed after.
 
     Raises MediaError ``unreadable`` (missing, empty, not media, damaged header) or

@@ -26,10 +26,10 @@ from pydantic import Field
 
 from longvid.config import Section
 from longvid.errors import MediaError
-from longvid.media.container import TIME_EPS, Clock, open_video
+from longvid.media.container import TIME_EPS, Clock, Opened, open_video
 from longvid.media.ffmpeg import ffmpeg_exe, run_ffmpeg
 from longvid.media.probe import ProbeResult, probe
-from longvid.media.remux import first_frame_at_or_after, plan_copy, remux
+from longvid.media.remux import first_frame_at_or_after, plan_copy_open, remux_open
 
 
 class EncodeProfile(Section):
@@ -87,25 +87,30 @@ class _SourceInfo:
 
 
 def _source_info(src: Path) -> _SourceInfo:
-    with open_video(src) as (container, stream, _name):
-        clock = Clock(stream)
-        rate = stream.average_rate or stream.guessed_rate
-        duration = None
-        if stream.duration and stream.time_base:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration:
-            duration = container.duration / 1_000_000
-        return _SourceInfo(
-            stream_index=stream.index,
-            start_pts=clock.start_pts,
-            video_start_us=clock.start_pts * clock.num / clock.den * 1_000_000,
-            container_start_us=container.start_time or 0,
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
-            fps=float(rate) if rate else None,
-            duration=duration,
-            unindexed=bool(set(container.format.name.split(",")) & _UNINDEXED_FORMATS),
-        )
+    with open_video(src) as opened:
+        return _source_info_open(opened)
+
+
+def _source_info_open(opened: Opened) -> _SourceInfo:
+    container, stream, _name = opened
+    clock = Clock(stream)
+    rate = stream.average_rate or stream.guessed_rate
+    duration = None
+    if stream.duration and stream.time_base:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration:
+        duration = container.duration / 1_000_000
+    return _SourceInfo(
+        stream_index=stream.index,
+        start_pts=clock.start_pts,
+        video_start_us=clock.start_pts * clock.num / clock.den * 1_000_000,
+        container_start_us=container.start_time or 0,
+        width=stream.codec_context.width,
+        height=stream.codec_context.height,
+        fps=float(rate) if rate else None,
+        duration=duration,
+        unindexed=bool(set(container.format.name.split(",")) & _UNINDEXED_FORMATS),
+    )
 
 
 def _ss_arg(info: _SourceInfo, seconds: float) -> str:
@@ -172,6 +177,7 @@ def cut_copy(
     keyframes: Sequence[float],
     *,
     audio: bool = False,
+    opened: Opened | None = None,
 ) -> CutResult:
     """Copy ``[start, end)`` of ``src`` into ``dst`` (mp4) without re-encoding.
 
@@ -180,16 +186,22 @@ def cut_copy(
     before ``end``, plus at most the few a B-frame group needs). The result reports that real
     span, measured by probing the output. See :mod:`longvid.media.remux` for why the copy runs
     in-process rather than through ``ffmpeg -c copy``.
+
+    ``opened`` (``open_video(src)``'s triple, kept open by the caller) lets the many clips of
+    one video share one open of the source instead of three each.
     """
     src, dst = Path(src), Path(dst)
+    if opened is None:
+        with open_video(src) as opened:
+            return cut_copy(src, dst, start, end, keyframes, audio=audio, opened=opened)
     name = str(src)
-    info = _source_info(src)
+    info = _source_info_open(opened)
     _check_span(name, start, end, info)
     real_start = keyframe_at_or_before(keyframes, start)
-    plan = plan_copy(src, real_start, end)
+    plan = plan_copy_open(opened, real_start, end)
     tmp = _temp_next_to(dst)
     try:
-        remux(src, tmp, plan, audio=audio)
+        remux_open(opened, tmp, plan, audio=audio)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

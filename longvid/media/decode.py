@@ -70,6 +70,18 @@ def output_size(
     return width, height
 
 
+def channel_sums(images: np.ndarray) -> np.ndarray:
+    """``[B, H, W, C]`` uint8 → ``[B, C]`` int64: each image's exact per-channel pixel sum.
+
+    Why not ``images.sum(axis=(1, 2))``: a reduction over the middle axes of an interleaved
+    image walks memory with a stride of C and runs ~10× slower than summing contiguous rows;
+    moving the channels in front first (one small copy) makes every sum a contiguous one.
+    """
+    b, c = images.shape[0], images.shape[-1]
+    planes = np.ascontiguousarray(images.reshape(b, -1, c).transpose(0, 2, 1))  # [B, C, H*W]
+    return planes.sum(axis=-1, dtype=np.int64)
+
+
 class RGBConverter:
     """Frame → ``[H, W, 3]`` uint8 RGB at the requested size, reusing one swscale context."""
 

@@ -20,6 +20,7 @@ from longvid.errors import MediaError
 from longvid.media.container import (
     TIME_EPS,
     Clock,
+    Opened,
     demux_from_keyframe,
     ffmpeg_reason,
     open_video,
@@ -58,30 +59,36 @@ def plan_copy(src: Path, start: float, end: float) -> CopyPlan:
     every packet in it; the plan is the shortest clean prefix after which nothing is shown
     before ``end``. Without B-frames that is exactly the frames before ``end``.
     """
-    with open_video(src) as (container, stream, name):
-        clock = Clock(stream)
-        base = clock.pts(start)
-        rate = stream.average_rate or stream.guessed_rate
-        frame_ticks = round(clock.den / (clock.num * float(rate))) if rate else 0
-        pts: list[int] = []  # decode order
-        ticks: list[int] = []
-        past_end = 0
-        try:
-            for packet in demux_from_keyframe(container, stream, base, name=name):
-                if packet.pts is None:
-                    raise MediaError(name, "cut_failed", "video packets without timestamps")
-                if packet.pts < base:
-                    continue  # shown before the keyframe (open GOP): not part of the clip
-                pts.append(packet.pts)
-                ticks.append(packet.duration or frame_ticks)
-                if clock.seconds(packet.pts) >= end - TIME_EPS:
-                    past_end += 1
-                    if past_end > REORDER_LOOKAHEAD:
-                        break
-        except av.error.FFmpegError as exc:
-            raise MediaError(name, "cut_failed", f"reading packets: {ffmpeg_reason(exc)}") from None
+    with open_video(src) as opened:
+        return plan_copy_open(opened, start, end)
+
+
+def plan_copy_open(opened: Opened, start: float, end: float) -> CopyPlan:
+    """:func:`plan_copy` on a source already open (``open_video``'s triple), which it seeks."""
+    container, stream, name = opened
+    clock = Clock(stream)
+    base = clock.pts(start)
+    rate = stream.average_rate or stream.guessed_rate
+    frame_ticks = round(clock.den / (clock.num * float(rate))) if rate else 0
+    pts: list[int] = []  # decode order
+    ticks: list[int] = []
+    past_end = 0
+    try:
+        for packet in demux_from_keyframe(container, stream, base, name=name):
+            if packet.pts is None:
+                raise MediaError(name, "cut_failed", "video packets without timestamps")
+            if packet.pts < base:
+                continue  # shown before the keyframe (open GOP): not part of the clip
+            pts.append(packet.pts)
+            ticks.append(packet.duration or frame_ticks)
+            if clock.seconds(packet.pts) >= end - TIME_EPS:
+                past_end += 1
+                if past_end > REORDER_LOOKAHEAD:
+                    break
+    except av.error.FFmpegError as exc:
+        raise MediaError(name, "cut_failed", f"reading packets: {ffmpeg_reason(exc)}") from None
     if not pts:
-        raise MediaError(str(src), "span_out_of_range", f"no frames at or after {start}s")
+        raise MediaError(name, "span_out_of_range", f"no frames at or after {start}s")
 
     suffix_min = [math.inf] * (len(pts) + 1)
     for i in range(len(pts) - 1, -1, -1):
@@ -101,53 +108,59 @@ def plan_copy(src: Path, start: float, end: float) -> CopyPlan:
 def remux(src: Path, dst: Path, plan: CopyPlan, *, audio: bool = False) -> None:
     """Write the planned video packets (and, with ``audio``, the first audio stream's packets
     shown in the same span) to ``dst`` as mp4 with the index first, starting at time 0."""
-    with open_video(src) as (inp, vin, name):
-        clock = Clock(vin)
-        ain = inp.streams.audio[0] if audio and inp.streams.audio else None
-        try:
-            out = av.open(
-                "file:" + str(Path(dst).resolve()),
-                "w",
-                format="mp4",
-                options={"movflags": "+faststart"},
-            )
-        except (av.error.FFmpegError, OSError) as exc:
-            raise MediaError(name, "cut_failed", f"cannot write {dst}: {exc}") from None
-        try:
-            vout = out.add_stream_from_template(vin)
-            streams: list = [vin]
-            a_base = a_end = 0
-            if ain is not None:
-                aout = out.add_stream_from_template(ain)
-                streams.append(ain)
-                a_base = round(plan.base * vin.time_base / ain.time_base)
-                a_end = a_base + round((plan.end - clock.seconds(plan.base)) / ain.time_base)
-            wanted = len(plan.dts)
-            limit = plan.end + 1.0  # streams interleave in the file; past this nothing is left
-            taken = 0
-            for packet in demux_from_keyframe(inp, vin, plan.base, *streams[1:], name=name):
-                if packet.pts is None:
-                    continue
-                if packet.stream is vin:
-                    if taken < wanted and packet.pts >= plan.base:
-                        packet.dts = plan.dts[taken] - plan.base
-                        packet.pts -= plan.base
-                        packet.stream = vout
-                        out.mux(packet)
-                        taken += 1
-                    elif taken == wanted and clock.seconds(packet.pts) > limit:
-                        break
-                elif a_base <= packet.pts < a_end:
-                    packet.pts -= a_base
-                    packet.dts = packet.pts
-                    packet.stream = aout
+    with open_video(src) as opened:
+        remux_open(opened, dst, plan, audio=audio)
+
+
+def remux_open(opened: Opened, dst: Path, plan: CopyPlan, *, audio: bool = False) -> None:
+    """:func:`remux` from a source already open (``open_video``'s triple), which it seeks."""
+    inp, vin, name = opened
+    clock = Clock(vin)
+    ain = inp.streams.audio[0] if audio and inp.streams.audio else None
+    try:
+        out = av.open(
+            "file:" + str(Path(dst).resolve()),
+            "w",
+            format="mp4",
+            options={"movflags": "+faststart"},
+        )
+    except (av.error.FFmpegError, OSError) as exc:
+        raise MediaError(name, "cut_failed", f"cannot write {dst}: {exc}") from None
+    try:
+        vout = out.add_stream_from_template(vin)
+        streams: list = [vin]
+        a_base = a_end = 0
+        if ain is not None:
+            aout = out.add_stream_from_template(ain)
+            streams.append(ain)
+            a_base = round(plan.base * vin.time_base / ain.time_base)
+            a_end = a_base + round((plan.end - clock.seconds(plan.base)) / ain.time_base)
+        wanted = len(plan.dts)
+        limit = plan.end + 1.0  # streams interleave in the file; past this nothing is left
+        taken = 0
+        for packet in demux_from_keyframe(inp, vin, plan.base, *streams[1:], name=name):
+            if packet.pts is None:
+                continue
+            if packet.stream is vin:
+                if taken < wanted and packet.pts >= plan.base:
+                    packet.dts = plan.dts[taken] - plan.base
+                    packet.pts -= plan.base
+                    packet.stream = vout
                     out.mux(packet)
-                elif taken == wanted and packet.pts >= a_end:
+                    taken += 1
+                elif taken == wanted and clock.seconds(packet.pts) > limit:
                     break
-        except av.error.FFmpegError as exc:
-            raise MediaError(name, "cut_failed", f"remuxing: {ffmpeg_reason(exc)}") from None
-        finally:
-            out.close()
+            elif a_base <= packet.pts < a_end:
+                packet.pts -= a_base
+                packet.dts = packet.pts
+                packet.stream = aout
+                out.mux(packet)
+            elif taken == wanted and packet.pts >= a_end:
+                break
+    except av.error.FFmpegError as exc:
+        raise MediaError(name, "cut_failed", f"remuxing: {ffmpeg_reason(exc)}") from None
+    finally:
+        out.close()
 
 
 def first_frame_at_or_after(src: Path, t: float, keyframe: float | None) -> float:

@@ -18,6 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
+from longvid.media.decode import channel_sums
 from longvid.segment.config import DetectConfig
 
 
@@ -108,17 +109,19 @@ class BatchedContentScores(SceneDetectAdapter):
         import cv2
 
         b, h, w, _ = images.shape
-        bgr = np.ascontiguousarray(images[..., ::-1]).reshape(b * h, w, 3)
-        hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV).reshape(b, h, w, 3)
+        # RGB2HSV on our RGB equals the detector's BGR2HSV on its BGR frame (OpenCV only swaps
+        # which channel it reads as red), without flipping every pixel into a copy first
+        rgb = np.ascontiguousarray(images).reshape(b * h, w, 3)
+        hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV).reshape(b, h, w, 3)
         prev = hsv[:1] if self._prev_hsv is None else self._prev_hsv
         both = np.concatenate([prev, hsv])
-        # |a - b| of uint8 images is exact with absdiff; per-channel sums fit in uint32
+        # |a - b| of uint8 images is exact with absdiff; the per-channel sums are exact integers
         diff = cv2.absdiff(both[1:].reshape(b * h, w, 3), both[:-1].reshape(b * h, w, 3))
-        sums = np.add.reduce(diff.reshape(b, h * w, 3), axis=1, dtype=np.uint32)
+        sums = channel_sums(diff.reshape(b, h, w, 3))  # (b, 3) int64
         self._prev_hsv = hsv[-1:]
         # ContentDetector: sum(component * weight) / sum(|weight|) with components = integer
         # sum / pixel count; same operations in the same order, so the same float64 values
-        comps = sums.astype(np.int64) / float(h * w)  # (b, 3): hue, saturation, value
+        comps = sums / float(h * w)  # (b, 3): hue, saturation, value
         wh, ws, wv, we = (float(x) for x in self._weights)
         scores = (comps[:, 0] * wh + comps[:, 1] * ws + comps[:, 2] * wv + 0.0 * we) / sum(
             abs(x) for x in self._weights
