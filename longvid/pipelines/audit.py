@@ -10,12 +10,13 @@
    KEY.json, hashes the clips that need it, decodes a picked fraction, and sends back a summary
    (counts, histogram inputs, the first ``checks.max_listed`` problems of each reason and their
    totals), folded on the driver in index order as it arrives.
-3. Duplicates (:mod:`longvid.dedup`, the build filter's search) on the dedup columns streamed
-   from the table: exact pairs by a Ray Data group-by of clip hashes, embedding and fingerprint
-   pairs inside k-means clusters.
+3. Duplicates: the build filter's partitioned search over the sample parts when the table
+   carries every signal that is on (:mod:`longvid.pipelines.dedup_partitioned`); for older
+   corpora (hashes / vectors read by the shard tasks) :mod:`longvid.dedup` on the dedup columns
+   streamed into arrays: exact pairs by a Ray Data group-by, the rest inside k-means clusters.
 4. Accounting (Arrow per-record tables: manifest, ledger, samples, rejects), leakage
    (``against``: the evaluation ids as the hash set, the corpus streamed past it; embeddings and
-   fingerprints of evaluation videos), comparison (``compare_with``), verdicts; then
+   fingerprints of evaluation videos, compared a batch of corpus rows at a time), comparison (``compare_with``), verdicts; then
    ``OUT/report.json``, ``OUT/index.html`` and ``OUT/duplicates.parquet``. ``run.audit`` says how
    many shards and samples were read and how long each part took (``part_seconds``).
 
