@@ -159,3 +159,27 @@ def test_build_filter_and_audit_find_the_same_duplicates(dup_build, unfiltered_b
         named[m.group(1)] = m.group(2)
     assert named and all(kept_of[k] == v for k, v in named.items())
     assert {d["record_id"] for d in table} >= {"generic:b"}  # the byte copy, across units
+
+
+def test_audit_partitioned_search_reports_what_the_in_memory_one_did(unfiltered_build, tmp_path,
+                                                                     monkeypatch):
+    # a new build carries hashes and fingerprints in its table: the audit runs the build
+    # filter's partitioned search; forced onto the in-memory fallback it must report the same
+    import longvid.pipelines.audit as audit_mod
+    from longvid.audit.config import AuditConfig
+
+    cfg = AuditConfig(ray={"num_cpus": 2}, gallery={"enabled": False})
+    assert not (tmp_path / "new" / audit_mod.DEDUP_WORK).exists()
+    new = audit_mod.run_audit(str(unfiltered_build), str(tmp_path / "new"), cfg).report
+    assert not (tmp_path / "new" / audit_mod.DEDUP_WORK).exists()  # work files removed
+    monkeypatch.setattr(audit_mod, "table_carries_signals", lambda st: False)
+    old = audit_mod.run_audit(str(unfiltered_build), str(tmp_path / "old"), cfg).report
+    a, b = new["duplicates"], old["duplicates"]
+    assert a["duplicates"] >= 2 and a["by_signal"].get("exact", 0) >= 1
+    for field in ("list", "groups", "duplicates", "by_signal", "notes", "signals"):
+        assert a[field] == b[field], field
+    for field in ("samples", "exact_pairs", "embedded", "fingerprinted", "hashed_in_table"):
+        assert a["checked"][field] == b["checked"][field], field
+    cols = ["key", "kept_key", "record_id", "kept_record_id", "signal", "hamming"]
+    assert (pq.read_table(tmp_path / "new" / "duplicates.parquet").select(cols).to_pylist()
+            == pq.read_table(tmp_path / "old" / "duplicates.parquet").select(cols).to_pylist())

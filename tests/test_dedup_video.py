@@ -121,3 +121,20 @@ def test_leakage_finds_the_samples_of_a_re_encoded_copy_of_an_evaluation_video(v
     only_a = fingerprint_leaks(s.fp_hashes, s.fp_colours, s.fp_valid, h, c,
                                np.zeros(len(h), np.int64), DedupConfig())
     assert {rows[x.row]["video_id"] for x in only_a} == {"copy"}
+
+
+def test_audit_fingerprint_leakage_a_batch_at_a_time(videos, fingerprinted):
+    # the audit compares the corpus with the evaluation frames a batch of rows at a time: two
+    # rows per batch must report what one batch of every row does (the re-encoded copy of a)
+    from longvid.audit.config import AuditConfig
+    from longvid.pipelines.audit import fingerprint_check
+
+    rows = [r for r in fingerprinted if r["video_id"] != "a"]
+    cfg = AuditConfig()
+    whole = fingerprint_check([samples_from_rows(rows)], [str(videos["a"])], cfg)
+    batched = fingerprint_check((samples_from_rows(rows[i:i + 2]) for i in range(0, len(rows), 2)),
+                                [str(videos["a"])], cfg)
+    assert batched == whole and len(rows) > 2
+    copies = sorted(r["key"] for r in rows if r["video_id"] == "copy")
+    assert whole["checked"] and whole["leaked_keys"] == copies
+    assert sorted(m["key"] for m in whole["results"][0]["matches"]) == copies

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -148,13 +148,23 @@ def stream_samples(batches: Iterable[pa.RecordBatch], hash_keys: pa.Array,
                    hash_values: pa.Array, emb_keys: Sequence[str],
                    emb_vectors: Sequence[np.ndarray], *, hashes: bool = True,
                    embeddings: bool = True, fingerprints: bool = True) -> Samples:
-    """The dedup columns of the accepted samples, a batch of the sample table at a time
-    (``key, record_id, bucket, extra, embedding, fingerprint``; longvid.dedup's ``samples_from_rows`` per
-    batch, the embedding column copied as an array): hashes and vectors from the table or,
-    where it has none, the ones the shard tasks read (``hash_*``, ``emb_*``). A signal that is
-    off (``hashes``, ``embeddings``, ``fingerprints``) keeps no column."""
+    """The dedup columns of the accepted samples (:func:`iter_samples`, stacked)."""
+    return _concat(list(iter_samples(batches, hash_keys, hash_values, emb_keys, emb_vectors,
+                                     hashes=hashes, embeddings=embeddings,
+                                     fingerprints=fingerprints)))
+
+
+def iter_samples(batches: Iterable[pa.RecordBatch], hash_keys: pa.Array,
+                 hash_values: pa.Array, emb_keys: Sequence[str],
+                 emb_vectors: Sequence[np.ndarray], *, hashes: bool = True,
+                 embeddings: bool = True, fingerprints: bool = True) -> Iterator[Samples]:
+    """The dedup columns of the accepted samples, one :class:`Samples` per batch of the sample
+    table (``key, record_id, bucket, extra, embedding, fingerprint``; longvid.dedup's
+    ``samples_from_rows`` per batch, the embedding column copied as an array): hashes and
+    vectors from the table or, where it has none, the ones the shard tasks read (``hash_*``,
+    ``emb_*``). A signal that is off (``hashes``, ``embeddings``, ``fingerprints``) keeps no
+    column."""
     known_emb = pa.array(list(emb_keys), pa.string())
-    parts: list[Samples] = []
     for b in batches:
         # the fingerprint column of newer builds (older ones keep it in ``extra``)
         cols = [c for c in ("key", "record_id", "bucket", "extra", "fingerprint")
@@ -191,8 +201,7 @@ def stream_samples(batches: Iterable[pa.RecordBatch], hash_keys: pa.Array,
             s.embeddings = None
         if not fingerprints:
             s.fp_hashes = s.fp_colours = s.fp_valid = None
-        parts.append(s)
-    return _concat(parts)
+        yield s
 
 
 def _concat(parts: list[Samples]) -> Samples:

@@ -10,7 +10,7 @@ the embed stage pools a short sample.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -131,53 +131,72 @@ def eval_frame_hashes(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def embedding_leaks(videos: list[str], lineage: dict[str, Any] | None,
-                    corpus_keys: list[str], corpus_records: list[str],
-                    corpus_embs: np.ndarray | None, threshold: float, window_s: float,
-                    frames_per_window: int, device: str, max_keys: int,
-                    search: DedupConfig) -> dict[str, Any]:
+                    batches: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                    threshold: float, window_s: float, frames_per_window: int, device: str,
+                    max_keys: int, search: DedupConfig) -> dict[str, Any]:
     """For each evaluation video: every sample whose embedding has at least ``threshold``
     cosine with one of its windows, found by the duplicate search's cluster index
-    (:func:`longvid.dedup.semantic.near_pairs`), and the best of them.
-    ``corpus_embs``: ``[N, D]``, rows in the order of ``corpus_keys``."""
+    (:func:`longvid.dedup.semantic.near_pairs`), and the best of them. ``batches``: the corpus
+    a batch at a time, ``(keys [b], record ids [b], embeddings [b, D])`` of the rows that have
+    one; each batch is searched against the (small) evaluation side, so no corpus-wide array is
+    held. The evaluation videos are embedded once, when the first batch comes."""
     from longvid.dedup.semantic import near_pairs, unit_rows
 
     out: dict[str, Any] = {"videos": len(videos), "checked": False, "threshold": threshold}
-    if corpus_embs is None or not len(corpus_keys) or lineage is None:
-        out["skipped"] = "the corpus has no embeddings (run the build's embed stage)"
+    skipped = "the corpus has no embeddings (run the build's embed stage)"
+    if lineage is None:
+        out["skipped"] = skipped
         return out
-    emb = EvalEmbedder(lineage, window_s, frames_per_window, device)
-    done, failed, windows_of, vecs = [], [], [], []
-    for v in videos:
-        try:
-            with storage.local_copy(v) as local:
-                spans, e = emb.embed(str(local))
-        except LongvidError as exc:
-            failed.append({"video": v, "error": str(exc)})
+    done: list[tuple[str, int]] = []
+    failed: list[dict[str, str]] = []
+    windows_of: list[int] = []
+    evals: np.ndarray | None = None  # [W, D] unit rows of every window
+    embedded = False
+    best: dict[int, dict[str, tuple[float, str]]] = {}  # eval video → key → (cosine, record)
+    for keys, records, embs in batches:
+        if not len(keys):
             continue
-        done.append((v, len(spans)))
-        windows_of += [len(done) - 1] * len(spans)
-        vecs.append(e)
-    n = len(corpus_keys)
-    best: dict[int, dict[int, float]] = {}  # eval video → corpus row → best cosine
-    if vecs:
-        x = np.concatenate([unit_rows(corpus_embs), unit_rows(np.concatenate(vecs))])  # [N+W, D]
+        if not embedded:
+            embedded = True
+            emb = EvalEmbedder(lineage, window_s, frames_per_window, device)
+            vecs = []
+            for v in videos:
+                try:
+                    with storage.local_copy(v) as local:
+                        spans, e = emb.embed(str(local))
+                except LongvidError as exc:
+                    failed.append({"video": v, "error": str(exc)})
+                    continue
+                done.append((v, len(spans)))
+                windows_of += [len(done) - 1] * len(spans)
+                vecs.append(e)
+            evals = unit_rows(np.concatenate(vecs)) if vecs else None
+        if evals is None:
+            break
+        n = len(keys)
+        x = np.concatenate([unit_rows(embs), evals])  # [b+W, D]
         side = np.r_[np.zeros(n, np.int64), np.ones(len(x) - n, np.int64)]
         i, j, cos, _ = near_pairs(x, np.zeros(len(x), np.int64), side, threshold, search)
         for row, w, c in zip(i.tolist(), j.tolist(), cos.tolist(), strict=True):
             hits = best.setdefault(windows_of[w - n], {})
-            hits[row] = max(hits.get(row, -2.0), c)
+            key = str(keys[row])
+            if key not in hits or c > hits[key][0]:
+                hits[key] = (c, str(records[row]))
+    if not embedded:
+        out["skipped"] = skipped
+        return out
     results, leaked = [], set()
     for k, (v, nwin) in enumerate(done):
-        hits = sorted(best.get(k, {}).items(), key=lambda kv: (-kv[1], corpus_keys[kv[0]]))
-        leaked.update(corpus_keys[r] for r, _ in hits)
+        hits = sorted(best.get(k, {}).items(), key=lambda kv: (-kv[1][0], kv[0]))
+        leaked.update(key for key, _ in hits)
         top = hits[0] if hits else None
         results.append({
             "video": v, "windows": nwin,
-            "best_key": corpus_keys[top[0]] if top else None,
-            "best_record": corpus_records[top[0]] if top else None,
-            "best_cosine": round(float(top[1]), 6) if top else None,
-            "matches": [{"key": corpus_keys[r], "record_id": corpus_records[r],
-                         "cosine": round(float(c), 6)} for r, c in hits[:max_keys]],
+            "best_key": top[0] if top else None,
+            "best_record": top[1][1] if top else None,
+            "best_cosine": round(float(top[1][0]), 6) if top else None,
+            "matches": [{"key": key, "record_id": rec, "cosine": round(float(c), 6)}
+                        for key, (c, rec) in hits[:max_keys]],
             "samples": len(hits),
         })
     out.update(checked=True, results=results, failed=failed, samples=len(leaked),

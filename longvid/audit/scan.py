@@ -59,6 +59,20 @@ def samples_exist(uri: str) -> bool:
         return False
 
 
+def sample_parts(uri: str) -> list[str]:
+    """The Parquet files of the sample table at ``uri`` (a file or a dataset folder), in the
+    order :func:`iter_batches` reads them."""
+    if storage.is_remote(uri):
+        return _remote_parts(uri)
+    path = _local_path(uri)
+    if not os.path.exists(path):
+        raise NotFoundError(f"{uri}: not found")
+    try:
+        return list(pads.dataset(path, format="parquet").files)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise FormatError(f"{uri}: not a readable Parquet file or dataset: {exc}") from None
+
+
 def iter_batches(uri: str, columns: list[str], batch_rows: int = BATCH_ROWS
                  ) -> Iterator[pa.RecordBatch]:
     """The record batches of the Parquet file or dataset folder at ``uri``, ``columns`` only

@@ -10,12 +10,13 @@
    KEY.json, hashes the clips that need it, decodes a picked fraction, and sends back a summary
    (counts, histogram inputs, the first ``checks.max_listed`` problems of each reason and their
    totals), folded on the driver in index order as it arrives.
-3. Duplicates (:mod:`longvid.dedup`, the build filter's search) on the dedup columns streamed
-   from the table: exact pairs by a Ray Data group-by of clip hashes, embedding and fingerprint
-   pairs inside k-means clusters.
+3. Duplicates: the build filter's partitioned search over the sample parts when the table
+   carries every signal that is on (:mod:`longvid.pipelines.dedup_partitioned`); for older
+   corpora (hashes / vectors read by the shard tasks) :mod:`longvid.dedup` on the dedup columns
+   streamed into arrays: exact pairs by a Ray Data group-by, the rest inside k-means clusters.
 4. Accounting (Arrow per-record tables: manifest, ledger, samples, rejects), leakage
    (``against``: the evaluation ids as the hash set, the corpus streamed past it; embeddings and
-   fingerprints of evaluation videos), comparison (``compare_with``), verdicts; then
+   fingerprints of evaluation videos, compared a batch of corpus rows at a time), comparison (``compare_with``), verdicts; then
    ``OUT/report.json``, ``OUT/index.html`` and ``OUT/duplicates.parquet``. ``run.audit`` says how
    many shards and samples were read and how long each part took (``part_seconds``).
 
@@ -30,9 +31,10 @@ import functools
 import json
 import logging
 import os
+import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +49,7 @@ from longvid.audit import accounting
 from longvid.audit import compare as compare_mod
 from longvid.audit.config import AuditConfig
 from longvid.audit.corpus import Corpus, load_corpus
-from longvid.audit.duplicates import stream_samples
+from longvid.audit.duplicates import iter_samples, stream_samples
 from longvid.audit.eval_embed import (
     embedding_leaks,
     eval_frame_hashes,
@@ -58,15 +60,17 @@ from longvid.audit.gallery import build_gallery, gallery_keys
 from longvid.audit.html import render_html
 from longvid.audit.leakage import EvalItem, id_leaks_stream, normalise_id, read_eval_list
 from longvid.audit.report import build_report
-from longvid.audit.scan import iter_batches
+from longvid.audit.scan import iter_batches, sample_parts
 from longvid.audit.shardcheck import problem
 from longvid.audit.shardtask import ShardTotals, run_shard_task
 from longvid.audit.tablepass import ROW_COLUMNS, TablePass, table_pass
 from longvid.dedup import DedupResult, Samples, find_duplicates
 from longvid.dedup.fingerprint import FRAMES
 from longvid.dedup.leaks import fingerprint_leaks
+from longvid.dedup.partition import part_rows
 from longvid.errors import LongvidError
 from longvid.pipelines.dedup_exact import exact_pairs_ray
+from longvid.pipelines.dedup_partitioned import find_duplicates_partitioned
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +204,47 @@ def dedup_samples(corpus: Corpus, st: ShardTotals, cfg: AuditConfig, videos: boo
                           fingerprints=fingerprints)
 
 
+def table_carries_signals(st: ShardTotals) -> bool:
+    """Whether the sample table itself holds every dedup signal that is on: the shard tasks
+    had to hash no clip and read no vector (builds that write ``embedding``, ``fingerprint``
+    and ``extra.scores.clip_sha256``)."""
+    keys, _ = st.computed_hashes()
+    return len(keys) == 0 and not st.emb_keys
+
+
+DEDUP_WORK = ".dedup-work"  # under the audit's output folder; removed when the search is done
+
+
+def find_partitioned_duplicates(corpus: Corpus, rows: int, cfg: AuditConfig, out: str
+                                ) -> DedupResult:
+    """The duplicates table by the build filter's partitioned search over the sample parts
+    (:func:`~longvid.pipelines.dedup_partitioned.find_duplicates_partitioned`): the driver
+    holds centroids, a training sample and the pairs, never a corpus-wide column."""
+    dc = cfg.duplicates
+    work = storage.join(out, DEDUP_WORK)
+    found = find_duplicates_partitioned(sample_parts(corpus.samples_uri), dc.search, work,
+                                        exact=dc.exact, near_cosine=dc.near_cosine)
+    try:
+        table = found.table()
+        got = found.stats
+        # the figures the in-memory search reports (report.duplicates.checked)
+        stats: dict[str, Any] = {"samples": rows, "duplicates": table.num_rows}
+        if dc.exact:
+            stats["exact_pairs"] = sum(part_rows(u) for u in found.work_files
+                                       if "/pairs/exact-" in u and storage.exists(u))
+        if dc.near_cosine is not None and got.get("embedding_rows"):
+            stats.update(embedded=got["embedding_rows"],
+                         clusters=got.get("embedding_clusters", 0))
+        if dc.search.fingerprint_max_bits is not None and got.get("fingerprint_rows"):
+            stats["fingerprinted"] = got["fingerprint_rows"]
+        stats["partitioned"] = got
+    finally:
+        found.remove_work(parts_too=True)
+        if not storage.is_remote(work):
+            shutil.rmtree(work, ignore_errors=True)
+    return DedupResult(table, stats)
+
+
 def find_corpus_duplicates(s: Samples | None, rows: int, cfg: AuditConfig) -> DedupResult:
     """The duplicates table: exact pairs by a Ray Data group-by of the clip hashes, the rest by
     longvid.dedup (the build filter's search); an empty one when every signal is off."""
@@ -217,52 +262,87 @@ def find_corpus_duplicates(s: Samples | None, rows: int, cfg: AuditConfig) -> De
                            exact_found=exact)
 
 
-def fingerprint_check(s: Samples, videos: list[str], cfg: AuditConfig) -> dict[str, Any]:
+def fingerprint_check(batches: Iterable[Samples], videos: list[str], cfg: AuditConfig
+                      ) -> dict[str, Any]:
     """Samples that are copies of evaluation videos by perceptual fingerprint (every frame of
-    each evaluation video hashed; longvid.dedup.leaks)."""
+    each evaluation video hashed; longvid.dedup.leaks), the corpus compared a batch at a time
+    (``batches``) against the evaluation frames, decoded once when the first fingerprinted
+    batch comes."""
     search = cfg.duplicates.search
     out: dict[str, Any] = {"videos": len(videos), "checked": False,
                            "max_bits": search.fingerprint_max_bits}
     if search.fingerprint_max_bits is None:
         out["skipped"] = "duplicates.search.fingerprint_max_bits is null"
         return out
-    if s.fp_valid is None:
+    eval_h, eval_c, eval_owner = [], [], []
+    done: list[tuple[str, int]] = []
+    failed: list[dict[str, str]] = []
+    decoded = False
+    found: dict[int, list[tuple[int, str, str]]] = {}  # eval video → (bits, key, record)
+    for s in batches:
+        if s.fp_valid is None or not s.fp_valid.any():
+            continue
+        if not decoded:
+            decoded = True
+            for v in videos:
+                try:
+                    with storage.local_copy(v) as local:
+                        h, c = eval_frame_hashes(str(local))
+                except LongvidError as exc:
+                    failed.append({"video": v, "error": str(exc)})
+                    continue
+                eval_h.append(h)
+                eval_c.append(c)
+                eval_owner.append(np.full(len(h), len(done)))
+                done.append((v, len(h)))
+        if not done:
+            break
+        leaks = fingerprint_leaks(s.fp_hashes, s.fp_colours, s.fp_valid, np.concatenate(eval_h),
+                                  np.concatenate(eval_c), np.concatenate(eval_owner), search)
+        for x in leaks:
+            found.setdefault(x.video, []).append((int(x.bits), str(s.keys[x.row]),
+                                                  str(s.records[x.row])))
+    if not decoded:
         out["skipped"] = "the corpus has no fingerprints (built before they were computed)"
         return out
-    hashes, colours, owner, done, failed = [], [], [], [], []
-    for v in videos:
-        try:
-            with storage.local_copy(v) as local:
-                h, c = eval_frame_hashes(str(local))
-        except LongvidError as exc:
-            failed.append({"video": v, "error": str(exc)})
-            continue
-        hashes.append(h)
-        colours.append(c)
-        owner.append(np.full(len(h), len(done)))
-        done.append((v, len(h)))
-    leaks = []
-    if hashes:
-        leaks = fingerprint_leaks(s.fp_hashes, s.fp_colours, s.fp_valid, np.concatenate(hashes),
-                                  np.concatenate(colours), np.concatenate(owner), search)
     results, leaked = [], set()
     for k, (v, frames) in enumerate(done):
-        hits = sorted((x for x in leaks if x.video == k), key=lambda x: (x.bits, s.keys[x.row]))
-        leaked.update(str(s.keys[x.row]) for x in hits)
+        hits = sorted(found.get(k, []))  # fewest bits apart, then key
+        leaked.update(key for _, key, _ in hits)
         results.append({"video": v, "frames": frames, "samples": len(hits),
-                        "matches": [{"key": str(s.keys[x.row]),
-                                     "record_id": str(s.records[x.row]), "bits": int(x.bits)}
-                                    for x in hits[: cfg.report.max_rows]]})
+                        "matches": [{"key": key, "record_id": rec, "bits": bits}
+                                    for bits, key, rec in hits[: cfg.report.max_rows]]})
     out.update(checked=True, results=results, failed=failed, samples=len(leaked),
                leaked_keys=sorted(leaked)[: cfg.report.max_rows])
     return out
 
 
+def leak_samples(corpus: Corpus, st: ShardTotals, cfg: AuditConfig) -> Iterator[Samples]:
+    """The corpus's embeddings and fingerprints a batch at a time (vectors the shard tasks
+    read where the table has none), for the leakage checks: no corpus-wide array."""
+    none = pa.array([], pa.string())
+    return iter_samples(iter_batches(corpus.samples_uri, DEDUP_COLUMNS), none, none,
+                        st.emb_keys, st.emb_vectors, hashes=False, embeddings=True,
+                        fingerprints=cfg.duplicates.search.fingerprint_max_bits is not None)
+
+
+def embedded_rows(batches: Iterable[Samples]
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(keys ``[b]``, record ids ``[b]``, embeddings ``[b, D]`` float32) of the rows of each
+    batch that have an embedding."""
+    for s in batches:
+        if s.embeddings is None:
+            continue
+        have = np.abs(s.embeddings).sum(axis=1) > 0
+        if have.any():
+            yield s.keys[have], s.records[have], s.embeddings[have].astype(np.float32)
+
+
 LEAK_COLUMNS = ["key", "record_id", "video_id", "duration"]
 
 
-def check_leakage(corpus: Corpus, s: Samples | None, st: ShardTotals, against: str,
-                  cfg: AuditConfig) -> dict[str, Any]:
+def check_leakage(corpus: Corpus, st: ShardTotals, against: str, cfg: AuditConfig
+                  ) -> dict[str, Any]:
     """Id matches (always; the corpus streamed against the evaluation ids) and embedding and
     fingerprint matches (video files)."""
     lc = cfg.leakage
@@ -286,12 +366,9 @@ def check_leakage(corpus: Corpus, s: Samples | None, st: ShardTotals, against: s
                 f"{', '.join(m['records'])} of {m['samples']} sample(s), e.g. {k}")
         for m in ids["matches"] for k in m["keys"][:1]
     ]
-    if videos and s is not None:
-        have = (np.abs(s.embeddings).sum(axis=1) > 0 if s.embeddings is not None
-                else np.zeros(len(s.keys), bool))
-        embs = s.embeddings[have].astype(np.float32) if have.any() else None
-        emb = embedding_leaks(videos, st.embedding_model, s.keys[have].tolist(),
-                              [str(x) for x in s.records[have]], embs, lc.near_cosine,
+    if videos:
+        emb = embedding_leaks(videos, st.embedding_model,
+                              embedded_rows(leak_samples(corpus, st, cfg)), lc.near_cosine,
                               lc.window_s, lc.frames_per_window, lc.device,
                               cfg.report.max_rows, cfg.duplicates.search)
         out["embeddings"] = emb
@@ -306,7 +383,7 @@ def check_leakage(corpus: Corpus, s: Samples | None, st: ShardTotals, against: s
             problems.append(problem(None, None, "leak_embedding",
                                     f"evaluation video {f['video']} could not be embedded: "
                                     f"{f['error']}"))
-        fp = fingerprint_check(s, videos, cfg)
+        fp = fingerprint_check(leak_samples(corpus, st, cfg), videos, cfg)
         out["fingerprints"] = fp
         limit = cfg.duplicates.search.fingerprint_max_bits
         for res in fp.get("results", []):
@@ -396,9 +473,14 @@ def run_audit(root: str, out: str, cfg: AuditConfig | None = None, *,
         with part("shards"):
             st = check_shards(corpus, tp, cfg, progress)
         with part("duplicates", f"audit: duplicates among {scan.rows} samples"):
-            videos = bool(against) and is_video_input(against, cfg.leakage.video_exts)
-            samples = dedup_samples(corpus, st, cfg, videos)
-            found = find_corpus_duplicates(samples, scan.rows, cfg)
+            dc = cfg.duplicates
+            on = dc.exact or dc.near_cosine is not None \
+                or dc.search.fingerprint_max_bits is not None
+            if on and table_carries_signals(st):
+                found = find_partitioned_duplicates(corpus, scan.rows, cfg, _absolute(out))
+            else:  # older corpora: hashes / vectors the shard tasks read join the table's
+                found = find_corpus_duplicates(dedup_samples(corpus, st, cfg, False),
+                                               scan.rows, cfg)
     finally:
         if started_ray:
             import ray
@@ -407,7 +489,7 @@ def run_audit(root: str, out: str, cfg: AuditConfig | None = None, *,
     leakage = None
     if against:
         with part("leakage", f"audit: leakage against {against}"):
-            leakage = check_leakage(corpus, samples, st, against, cfg)
+            leakage = check_leakage(corpus, st, against, cfg)
     compared = None
     if compare_with:
         with part("compare", f"audit: comparing with {compare_with}"):
