@@ -134,3 +134,55 @@ def test_problem_lists_are_capped_with_their_totals(tmp_path):
     assert r["run"]["audit"]["shards_checked"] == 12
     assert set(r["run"]["audit"]["part_seconds"]) >= {"scan", "table_pass", "shards",
                                                       "duplicates", "report"}
+
+
+def test_shards_are_grouped_by_the_parts_that_hold_them_in_index_order():
+    a, b, c = "p/a.parquet", "p/b.parquet", "p/c.parquet"
+    parts = [[a], [a], [a, b], [b], [c], [c], [c], [], [c]]
+    from longvid.audit.shardtask import group_shards
+
+    assert group_shards(parts, 16) == [[0, 1, 2, 3], [4, 5, 6, 7, 8]]
+    assert group_shards(parts, 2) == [[0, 1], [2, 3], [4, 5], [6, 7], [8]]
+    assert group_shards(parts, 1) == [[i] for i in range(9)]
+    assert group_shards([], 4) == []
+
+
+def test_a_group_task_gives_what_one_task_per_shard_gave(tmp_path):
+    """6 shards of 300 rows over parts of 700 (shards 2 and 4 span two parts), the shards
+    absent: the group's summaries are the per-shard ones, in order; a part that cannot be read
+    is a problem of every shard it holds."""
+    from longvid.audit.scan import read_part_rows, sample_parts
+    from longvid.audit.shardtask import TASK_COLUMNS, group_rows, run_group_task, run_shard_task
+    from longvid.audit.tablepass import table_pass
+
+    root = tmp_path / "corpus"
+    metadata_corpus(root, 1_800, per_shard=300, per_part=700)
+    uri = str(root / "samples.parquet")
+    tp = table_pass(uri, {f"shards/s{s:05d}.tar" for s in range(6)}, None, 5)
+    urls = [f"shards/s{s:05d}.tar" for s in range(6)]
+    parts = [tp.shard_parts[u] for u in urls]
+    assert [len(p) for p in parts] == [1, 1, 2, 1, 2, 1] and len(sample_parts(uri)) == 3
+    rows, problems = group_rows(dict(zip(urls, parts, strict=True)))
+    for u, p in zip(urls, parts, strict=True):
+        want = [r for part in p for r in read_part_rows(part, TASK_COLUMNS, u)]
+        assert rows[u] == want and len(want) == 300 and problems[u] == []
+    infos = [{"url": u, "nsamples": 300, "filesize": 1000, "sha256": "0" * 64} for u in urls]
+    opts = {"decode_fraction": 0.0, "max_listed": 3}
+    sizes = tp.shared_sizes
+    grouped = run_group_task(str(root), infos, parts, opts, sizes, set())
+    alone = [run_shard_task(str(root), i, p, opts, sizes, set())
+             for i, p in zip(infos, parts, strict=True)]
+    for s in grouped + alone:
+        assert s.pop("seconds") >= 0
+    assert grouped == alone
+    assert [s["url"] for s in grouped] == urls and [s["rows"] for s in grouped] == [300] * 6
+    assert all(s["problem_counts"] == {"missing_shard": 1} for s in grouped)
+
+    bad = str(root / "samples.parquet" / "unit-00001.parquet")
+    Path(bad).write_bytes(b"not parquet")
+    rows, problems = group_rows(dict(zip(urls, parts, strict=True)))
+    assert [len(rows[u]) for u in urls] == [300, 300, 100, 0, 100, 300]
+    for u, p in zip(urls, parts, strict=True):
+        assert [(x["reason"], x["shard"]) for x in problems[u]] == \
+            [("unreadable_part", u)] * (bad in p)
+        assert all(bad in x["message"] for x in problems[u])

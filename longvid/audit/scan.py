@@ -120,22 +120,35 @@ def iter_part_batches(uri: str, columns: list[str], batch_rows: int = BATCH_ROWS
 
 def read_part_rows(part: str, columns: list[str], shard: str) -> list[dict[str, Any]]:
     """The rows of one Parquet part whose ``shard`` column is ``shard`` (``columns`` only, those
-    the part lacks as None): what one shard task reads instead of receiving rows from the
-    driver."""
+    the part lacks as None)."""
+    return read_part_shards(part, columns, [shard]).get(shard, [])
+
+
+def read_part_shards(part: str, columns: list[str], shards: list[str]
+                     ) -> dict[str, list[dict[str, Any]]]:
+    """The rows of one Parquet part whose ``shard`` column is one of ``shards``, by shard, in
+    the part's order (``columns`` only, those the part lacks as None): what one audit task
+    reads — the part once, for every shard of it the task checks — instead of receiving rows
+    from the driver. FormatError when the part does not parse."""
     if storage.is_remote(part):
         source: Any = pa.BufferReader(storage.read_bytes(part))
     else:
         source = _local_path(part)
+    wanted = pa.array(shards, pa.string())
+    out: dict[str, list[dict[str, Any]]] = {}
     try:
         f = pq.ParquetFile(source)
+        have = set(f.schema_arrow.names)
+        for b in _fill(f.iter_batches(batch_size=BATCH_ROWS,
+                                      columns=[c for c in columns if c in have]), columns):
+            shard = b.column("shard")
+            if pa.types.is_null(shard.type):
+                continue
+            mask = pc.fill_null(pc.is_in(pc.cast(shard, pa.string()), value_set=wanted), False)
+            for row in b.filter(mask).to_pylist():
+                out.setdefault(str(row["shard"]), []).append(row)
     except (pa.ArrowInvalid, OSError) as exc:
         raise FormatError(f"{part}: not a readable Parquet file: {exc}") from None
-    have = set(f.schema_arrow.names)
-    out: list[dict[str, Any]] = []
-    for b in _fill(f.iter_batches(batch_size=BATCH_ROWS,
-                                  columns=[c for c in columns if c in have]), columns):
-        mask = pc.fill_null(pc.equal(b.column("shard"), shard), False)
-        out.extend(b.filter(mask).to_pylist())
     return out
 
 

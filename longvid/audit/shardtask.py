@@ -1,7 +1,9 @@
-"""One shard task of the audit, end to end, and the driver's running totals of their results.
+"""The audit's shard tasks, end to end, and the driver's running totals of their results.
 
-The task reads its own rows of the sample table (the Parquet parts that hold the shard,
-filtered by shard), checks the shard (:func:`longvid.audit.shardcheck.audit_shard`) and sends
+Shards are checked in *groups*: consecutive shards of the index whose rows live in the same
+Parquet parts of the sample table (:func:`group_shards`). One task reads each part of its group
+once, splits the rows by shard (a build writes ~10 shards' rows per unit part, so a task per
+shard read every part ~10 times), then checks each shard in turn (:func:`longvid.audit.shardcheck.audit_shard`) and sends
 back a *summary*: counts, histogram inputs and the first ``max_listed`` problems of each reason
 with the total per reason — never a record per sample. The driver folds the summaries into
 :class:`ShardTotals` as they arrive, so what it holds is bounded by the problem cap and by a few
@@ -20,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from longvid import storage
-from longvid.audit.scan import read_part_rows
+from longvid.audit.scan import read_part_shards
 from longvid.audit.shardcheck import ROW_FIELDS, audit_shard, problem
 from longvid.errors import LongvidError
 from longvid.shards.manifest import parse_extra
@@ -28,16 +30,47 @@ from longvid.shards.manifest import parse_extra
 TASK_COLUMNS = ["key", "shard", "members", "extra", *(c for c, _, _ in ROW_FIELDS)]
 
 
-def shard_rows(parts: list[str], url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """``(rows of shard url, problems)``: a part that cannot be read is a problem of this
-    shard, not a crash."""
-    rows: list[dict[str, Any]] = []
-    problems = []
-    for part in parts:
+def group_shards(shard_parts: list[list[str]], max_shards: int) -> list[list[int]]:
+    """The shards (given, in index order, as the parts that hold their rows) cut into runs of
+    consecutive shards that one task checks: a shard joins the run before it when it shares a
+    part with it (or either has none) and the run has fewer than ``max_shards`` shards. The runs
+    concatenated are the index order, so summaries come back in it."""
+    groups: list[list[int]] = []
+    parts_of_group: set[str] = set()
+    for i, parts in enumerate(shard_parts):
+        mine = set(parts)
+        if groups and len(groups[-1]) < max_shards and (
+                not mine or not parts_of_group or mine & parts_of_group):
+            groups[-1].append(i)
+            parts_of_group |= mine
+        else:
+            groups.append([i])
+            parts_of_group = mine
+    return groups
+
+
+def group_rows(parts_by_shard: dict[str, list[str]]
+               ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]]]:
+    """``(rows by shard, read problems by shard)`` for the shards of one group: every part is
+    read once for all the group's shards that it holds. A part that cannot be read is a problem
+    of each shard it holds, not a crash; a shard's rows follow the order of its parts."""
+    wanted: dict[str, list[str]] = {}  # part → the shards to take from it
+    for url, parts in parts_by_shard.items():
+        for part in parts:
+            wanted.setdefault(part, []).append(url)
+    by_part: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    failed: dict[str, str] = {}
+    for part, urls in wanted.items():
         try:
-            rows += read_part_rows(part, TASK_COLUMNS, url)
+            by_part[part] = read_part_shards(part, TASK_COLUMNS, urls)
         except LongvidError as exc:
-            problems.append(problem(url, None, "unreadable_part", str(exc)))
+            failed[part] = str(exc)
+    rows: dict[str, list[dict[str, Any]]] = {}
+    problems: dict[str, list[dict[str, Any]]] = {}
+    for url, parts in parts_by_shard.items():
+        rows[url] = [r for part in parts if part in by_part for r in by_part[part].get(url, [])]
+        problems[url] = [problem(url, None, "unreadable_part", failed[part])
+                         for part in parts if part in failed]
     return rows, problems
 
 
@@ -128,12 +161,12 @@ def summarise(url: str, rows: list[dict[str, Any]], licences: list[str | None],
     }
 
 
-def run_shard_task(root: str, info: dict[str, Any], parts: list[str], opts: dict[str, Any],
-                   shared_sizes: np.ndarray, dropped: set[str]) -> dict[str, Any]:
-    """Read the shard's rows, check the shard, summarise (what one Ray task does)."""
+def check_shard(root: str, info: dict[str, Any], rows: list[dict[str, Any]],
+                read_problems: list[dict[str, Any]], opts: dict[str, Any],
+                shared_sizes: np.ndarray, dropped: set[str]) -> dict[str, Any]:
+    """Check one shard whose rows were read, and summarise it."""
     started = time.monotonic()
     url = info["url"]
-    rows, read_problems = shard_rows(parts, url)
     licences = _prepare(rows, shared_sizes)
     try:
         out = audit_shard(root, info, rows, opts)
@@ -145,6 +178,34 @@ def run_shard_task(root: str, info: dict[str, Any], parts: list[str], opts: dict
     out["problems"] = read_problems + out["problems"]
     out["seconds"] = round(time.monotonic() - started, 4)
     return summarise(url, rows, licences, out, dropped, int(opts.get("max_listed", 50)))
+
+
+def run_group_task(root: str, infos: list[dict[str, Any]], parts: list[list[str]],
+                   opts: dict[str, Any], shared_sizes: np.ndarray, dropped: set[str]
+                   ) -> list[dict[str, Any]]:
+    """What one Ray task does: read the group's parts once, check each of its shards (``infos``,
+    with ``parts[i]`` the parts that hold shard i) and return their summaries in that order.
+    Each summary's ``seconds`` is its own check plus an equal share of the reading."""
+    started = time.monotonic()
+    rows, problems = group_rows({i["url"]: p for i, p in zip(infos, parts, strict=True)})
+    read_share = (time.monotonic() - started) / max(len(infos), 1)
+    left = Counter(i["url"] for i in infos)
+    out = []
+    for info in infos:
+        url = info["url"]
+        left[url] -= 1
+        # checking a shard edits its rows: a shard the index lists twice gets a fresh copy
+        mine = rows.pop(url) if not left[url] else [dict(r) for r in rows[url]]
+        s = check_shard(root, info, mine, problems[url], opts, shared_sizes, dropped)
+        s["seconds"] = round(s["seconds"] + read_share, 4)
+        out.append(s)
+    return out
+
+
+def run_shard_task(root: str, info: dict[str, Any], parts: list[str], opts: dict[str, Any],
+                   shared_sizes: np.ndarray, dropped: set[str]) -> dict[str, Any]:
+    """One shard on its own: a group of one."""
+    return run_group_task(root, [info], [parts], opts, shared_sizes, dropped)[0]
 
 
 def _counter_array(c: Counter) -> np.ndarray:

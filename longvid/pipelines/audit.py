@@ -62,7 +62,7 @@ from longvid.audit.leakage import EvalItem, id_leaks_stream, normalise_id, read_
 from longvid.audit.report import build_report
 from longvid.audit.scan import iter_batches, sample_parts
 from longvid.audit.shardcheck import problem
-from longvid.audit.shardtask import ShardTotals, run_shard_task
+from longvid.audit.shardtask import ShardTotals, group_shards, run_group_task
 from longvid.audit.tablepass import ROW_COLUMNS, TablePass, table_pass
 from longvid.dedup import DedupResult, Samples, find_duplicates
 from longvid.dedup.fingerprint import FRAMES
@@ -78,6 +78,8 @@ REPORT_JSON = "report.json"
 REPORT_HTML = "index.html"
 DUPLICATES_PARQUET = "duplicates.parquet"  # longvid.dedup.DUPLICATES_SCHEMA
 PROGRESS_EVERY_S = 2.0  # seconds between two progress lines of the shard pass
+# most shards one task checks: a build's unit part holds ~10 shards' rows, all read at once
+SHARDS_PER_TASK = 16
 
 
 @dataclass
@@ -123,9 +125,18 @@ def _task(item: dict[str, Any], root: str, opts_json: str, s3_json: str, shared_
 
     storage.configure(S3Config.model_validate_json(s3_json))
     shared_sizes, dropped = ray.get(shared_ref)
-    out = run_shard_task(root, json.loads(item["info"]), json.loads(item["parts"]),
+    out = run_group_task(root, json.loads(item["infos"]), json.loads(item["parts"]),
                          json.loads(opts_json), shared_sizes, dropped)
     return {"result": json.dumps(out, default=str)}
+
+
+def shards_per_task(shards: int) -> int:
+    """The most shards one task checks: SHARDS_PER_TASK, and fewer when that would leave the
+    cluster's CPUs fewer than two tasks each (a task checks its shards one after another)."""
+    import ray
+
+    cpus = int(ray.cluster_resources().get("CPU", 1)) or 1
+    return max(1, min(SHARDS_PER_TASK, -(-shards // (2 * cpus))))
 
 
 def shard_options(cfg: AuditConfig, tp: TablePass) -> dict[str, Any]:
@@ -135,22 +146,26 @@ def shard_options(cfg: AuditConfig, tp: TablePass) -> dict[str, Any]:
 
 def check_shards(corpus: Corpus, tp: TablePass, cfg: AuditConfig, progress: bool
                  ) -> ShardTotals:
-    """Run :func:`run_shard_task` over every shard of the index as a Ray Data job; each task
-    reads its own rows (from the parts ``tp`` found for its shard) and sends back a summary,
-    folded into :class:`ShardTotals` in index order as it arrives."""
+    """Check every shard of the index as a Ray Data job: the shards are grouped by the Parquet
+    parts ``tp`` found for them (:func:`group_shards`), one task per group reads its parts once
+    and sends back a summary per shard, folded into :class:`ShardTotals` in index order as they
+    arrive."""
     totals = ShardTotals(max_listed=cfg.checks.max_listed)
-    if not corpus.index.shards:
+    shards = corpus.index.shards
+    if not shards:
         return totals
     import ray
     import ray.data
 
-    items = [{"info": json.dumps(s.index_entry()),
-              "parts": json.dumps(tp.shard_parts.get(s.url, []))} for s in corpus.index.shards]
     # samples the build dropped as duplicates are in their shard but not in the table
     dropped = {accounting.sample_reject_key(r) for r in corpus.rejects
                if accounting.is_sample_reject(r)}
     started_ray = connect_ray(cfg)
     try:
+        parts = [tp.shard_parts.get(s.url, []) for s in shards]
+        groups = group_shards(parts, shards_per_task(len(shards)))
+        items = [{"infos": json.dumps([shards[i].index_entry() for i in g]),
+                  "parts": json.dumps([parts[i] for i in g])} for g in groups]
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.verbose_stats_logs = False
@@ -165,16 +180,18 @@ def check_shards(corpus: Corpus, tp: TablePass, cfg: AuditConfig, progress: bool
         started = time.monotonic()
         said = 0.0
         for row in ds.iter_rows():
-            totals.add(json.loads(row["result"]))
+            for summary in json.loads(row["result"]):
+                totals.add(summary)
             now = time.monotonic()
             done = totals.shards
             # a line at most every PROGRESS_EVERY_S seconds (and at the end): a 100k-shard
             # audit must not print 100k lines
-            if progress and (now - said >= PROGRESS_EVERY_S or done == len(items)):
+            if progress and (now - said >= PROGRESS_EVERY_S or done == len(shards)):
                 said = now
                 took = max(now - started, 1e-9)
-                eta = took / done * (len(items) - done)
-                print(f"audit: shards {done}/{len(items)}, {totals.rows} samples, "
+                eta = took / done * (len(shards) - done)
+                print(f"audit: shards {done}/{len(shards)} ({len(groups)} tasks), "
+                      f"{totals.rows} samples, "
                       f"{totals.bytes / 1e6:.1f} MB ({totals.bytes / 1e6 / took:.1f} MB/s, "
                       f"~{eta:.0f} s left)", file=sys.stderr, flush=True)
         ctx.execution_options.preserve_order = was_ordered
