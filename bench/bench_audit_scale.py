@@ -298,6 +298,7 @@ def whole(args: argparse.Namespace) -> None:
             print(f"(new parts: {new['parts']})", file=sys.stderr)
             old = run_child("audit", root, str(old_src)) if n <= args.old_max else None
             if old is not None:
+                print(f"(old parts: {old['parts']})", file=sys.stderr)
                 for k in ("samples", "videos", "missing_shards", "leaked", "records"):
                     assert old[k] == new[k], (k, old, new)
             ratio = f"{old['peak_rss'] / new['peak_rss']:.1f}" if old else "—"
