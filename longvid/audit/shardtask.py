@@ -74,16 +74,29 @@ def group_rows(parts_by_shard: dict[str, list[str]]
     return rows, problems
 
 
+def _is_sorted(a: np.ndarray) -> bool:
+    return bool(len(a) < 2 or np.all(a[1:] >= a[:-1]))
+
+
+def _contains(sorted_values: np.ndarray, value: int) -> bool:
+    """``value in sorted_values`` in O(log n)."""
+    i = int(np.searchsorted(sorted_values, value))
+    return i < len(sorted_values) and int(sorted_values[i]) == value
+
+
 def _prepare(rows: list[dict[str, Any]], shared_sizes: np.ndarray) -> list[str | None]:
     """Adds ``_clip_sha256`` / ``_hash_clip`` to each row (what content_pass reads); returns
     each row's licence from ``extra`` (None when it has none)."""
     licences = []
+    shared = shared_sizes if _is_sorted(shared_sizes) else np.sort(shared_sizes)
     for r in rows:
         extra = parse_extra(r.pop("extra", None))
         r["_clip_sha256"] = (extra.get("scores") or {}).get("clip_sha256")
         size = next((int(m["size"]) for m in r.get("members") or [] if m["ext"] == "mp4"), None)
         # equal clips have equal sizes: only clips whose size another clip shares need a hash
-        r["_hash_clip"] = size is not None and bool(np.isin(size, shared_sizes))
+        # (a binary search: np.isin per row costs a pass over every shared size, which made
+        # the shard pass quadratic in the corpus)
+        r["_hash_clip"] = size is not None and _contains(shared, size)
         licences.append(extra.get("licence") or None)
     return licences
 
