@@ -73,22 +73,11 @@ def run_one(n: int, brute: bool) -> dict:
     out = {"n": n, "wall_s": round(wall, 2), "duplicates": result.table.num_rows,
            "clusters": result.stats["clusters"]}
     if brute:
-        import faiss
-
         codes = np.arange(n)
         i, j, _, _ = near_pairs(x, np.zeros(n, np.int64), codes, THRESHOLD, cfg)
         found = set(zip(i.tolist(), j.tolist(), strict=True))
         t = time.perf_counter()
-        index = faiss.IndexFlatIP(DIM)
-        index.add(x.astype(np.float32))
-        truth = set()
-        for s0 in range(0, n, 20_000):
-            q = x[s0 : s0 + 20_000].astype(np.float32)
-            lims, _, ids = index.range_search(q, THRESHOLD)
-            for r in range(len(q)):
-                for c in ids[lims[r]:lims[r + 1]].tolist():
-                    if c > s0 + r:
-                        truth.add((s0 + r, c))
+        truth = brute_pairs(x)
         out["brute_wall_s"] = round(time.perf_counter() - t, 2)
         # the clustered search on the same data, pairs only (the brute force gives pairs)
         hit = len(found & truth)
@@ -120,10 +109,15 @@ def write_dataset(n: int, folder: str, part_rows: int) -> None:
 
 
 def brute_truth(n: int) -> set[tuple[int, int]]:
+    """The planted corpus of ``n`` rows' pairs by :func:`brute_pairs`."""
+    return brute_pairs(embeddings(n))
+
+
+def brute_pairs(x: np.ndarray) -> set[tuple[int, int]]:
     """Pairs ``(i, j)``, ``i < j``, at cosine >= THRESHOLD by a faiss range search."""
     import faiss
 
-    x = embeddings(n)
+    n = len(x)
     index = faiss.IndexFlatIP(DIM)
     index.add(x.astype(np.float32))
     truth = set()

@@ -79,18 +79,8 @@ def run_stages(work: VideoWork, stages: Sequence[Stage]) -> VideoWork:
     for stage in stages:
         if work.failed:
             break
-        started = time.perf_counter()
-        try:
-            work = stage(work)
-        except LongvidError as exc:
-            work.fail(stage.name, reason_of(exc), str(exc))
-        except Exception as exc:  # noqa: BLE001 - one bad video must not stop the unit
-            log.exception("stage %s failed on %s", stage.name, work.record_id)
-            work.fail(stage.name, "internal_error", f"{work.uri}: {type(exc).__name__}: {exc}")
-        finally:
-            work.timings[stage.name] = work.timings.get(stage.name, 0.0) + (
-                time.perf_counter() - started
-            )
+        with guarded(work, stage):
+            stage(work)  # a stage fills in ``work`` (and returns it)
     return work
 
 
@@ -121,8 +111,8 @@ class BatchedStage(Stage):
 
 @contextmanager
 def guarded(work: VideoWork, stage: Stage) -> Iterator[None]:
-    """Run a block of ``stage`` for ``work`` as :func:`run_stages` runs a whole stage: an error
-    rejects the video (and only it); the time is added to the stage's."""
+    """Run a block (or the whole) of ``stage`` for ``work``: an error rejects the video (and
+    only it); the time is added to the stage's."""
     started = time.perf_counter()
     try:
         yield
